@@ -1,0 +1,206 @@
+"""Task2Vec embeddings: fit a linear head on cached probe features, then estimate the Fisher.
+
+Pure computation: takes a ``torch.utils.data.Dataset`` of ``(image_tensor, int_label)``, a
+``Probe`` (``experts.backbones``), a device, a seed and a ``Task2VecConfig``; returns a
+``TaskEmbedding``. No I/O, no global state: the probe is deep-copied per call (the reference fails
+on a second ``embed()``), every random draw comes from a ``torch.Generator`` derived from
+``seed``, and the dataset's own augmentation, which draws from torch's global RNG, runs inside
+``torch.random.fork_rng`` seeded from ``seed`` (the caller's RNG state is restored afterwards).
+Same seed, same device, same thread count => bit-identical embedding on CPU.
+
+The estimators (``list_methods()``): ``montecarlo`` (the reference's batch-gradient estimator),
+``montecarlo_exact`` (exact per-sample diagonal Fisher, about ``batch_size`` x the reference's
+scale; never mix the two in one distance matrix) live in ``experts.fisher``; ``variational`` (the
+thesis' robust Fisher) in ``experts.variational``. docs/task2vec.md lists every place where this
+code differs from the reference implementation; in short:
+
+- the head starts from zeros (reference: PyTorch's random init) and targets are drawn by inverse
+  CDF over classes sorted by probability: both make the whole pipeline equivariant to a
+  permutation of the labels, so permuted labels give the same embedding up to rounding;
+- the head's features come from a seeded random subset of ``max_samples`` images in shuffled,
+  nearly equal batches (reference: the first 9,920 images in dataset order, batches of 64, which
+  for a class-sorted folder normalises single-class batches in train-mode batch-norm);
+- labels are remapped to 0..C-1 (reference: ``max(label) + 1`` classes);
+- ``skip_layers > 0`` keeps the embedding length fixed and fills the skipped filters with NaN.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import Dataset
+
+from experts.backbones import Probe
+from experts.task2vec_data import (
+    BnMode, FisherData, cache_features, class_balanced_draws, dataset_labels, fisher_data, norm_mode,
+)
+from tasks.errors import TaskSweepInputError
+
+__all__ = [
+    "BnMode", "FisherData", "FisherResult", "TaskEmbedding", "Task2VecConfig", "dataset_labels", "embed_task",
+    "fit_head", "get_estimator", "list_methods", "norm_mode", "register_estimator",
+]
+
+
+@dataclass(frozen=True)
+class Task2VecConfig:
+    """Settings; defaults are the reference's (awslabs/aws-cv-task2vec)."""
+
+    max_samples: int = 10_000  # images whose features train the head (and, with skip_layers, feed the Fisher)
+    batch_size: int = 64
+    head_epochs: int = 10
+    head_samples_per_epoch: int = 10_000  # class-balanced draws with replacement per head "epoch"
+    head_lr: float = 4e-4
+    head_wd: float = 1e-4
+    fisher_samples: int = 10_000  # class-balanced draws per Fisher epoch (156 batches of 64)
+    bn_mode: BnMode = "train"  # batch-norm statistics: batch (with gradient) / batch (constant) / running
+    skip_layers: int = 0  # stages run once and cached; their filters are NaN in the embedding
+    targets_per_forward: int = 1  # montecarlo: target draws (backward passes) per forward; budget counts draws
+    channels_last: bool = True  # memory layout only (same numbers up to rounding); ~12 % faster on CPU
+    num_workers: int = 0  # DataLoader workers for image loading
+    variational_epochs: int = 2
+    variational_beta: float = 1e-7
+    variational_lr: float = 1e-2
+    variational_head_lr: float = 5e-4
+
+    def __post_init__(self) -> None:
+        if self.bn_mode not in ("train", "batch_detached", "eval"):
+            raise ValueError(f"bn_mode must be train, batch_detached or eval, not {self.bn_mode!r}")
+        positive = ("max_samples", "batch_size", "fisher_samples", "targets_per_forward", "head_samples_per_epoch")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.fisher_samples < self.batch_size:
+            raise ValueError("fisher_samples must be >= batch_size")
+        if self.skip_layers < 0:
+            raise ValueError("skip_layers must be >= 0")
+
+
+@dataclass
+class TaskEmbedding:
+    """One task's embedding. ``n_samples`` is the number of images in the task's dataset."""
+
+    hessian: np.ndarray  # float32, one value per filter, network order
+    scale: np.ndarray  # float32, same length (ones for the Monte-Carlo estimators)
+    method: str
+    probe: str
+    pretrained: bool
+    n_samples: int
+    seed: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FisherResult:
+    hessian: np.ndarray
+    scale: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+Estimator = Callable[[Probe, FisherData, Task2VecConfig, torch.Generator], FisherResult]
+_ESTIMATORS: dict[str, Estimator] = {}
+
+
+def register_estimator(name: str) -> Callable[[Estimator], Estimator]:
+    def decorate(fn: Estimator) -> Estimator:
+        if name in _ESTIMATORS:
+            raise ValueError(f"estimator {name!r} registered twice")
+        _ESTIMATORS[name] = fn
+        return fn
+
+    return decorate
+
+
+def list_methods() -> list[str]:
+    """Fisher estimators, plus ``domain`` (mean activations, ``experts.domain``)."""
+    _load_builtin()
+    return sorted([*_ESTIMATORS, "domain"])
+
+
+def get_estimator(name: str) -> Estimator:
+    _load_builtin()
+    try:
+        return _ESTIMATORS[name]
+    except KeyError:
+        raise KeyError(f"unknown Task2Vec method {name!r}; known: {', '.join(list_methods())}") from None
+
+
+def _load_builtin() -> None:
+    from experts import fisher, variational  # noqa: F401  (their decorators register the estimators)
+
+
+def embed_task(
+    dataset: Dataset,
+    probe: Probe,
+    *,
+    method: str = "montecarlo",
+    config: Task2VecConfig | None = None,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> TaskEmbedding:
+    """Task2Vec embedding of ``dataset`` (items ``(image_tensor, int_label)``) with ``probe``.
+
+    The probe is not modified. Raises ``TaskSweepInputError`` for fewer than 2 classes or images.
+    """
+    config = config or Task2VecConfig()
+    if method == "domain":  # no head, no Fisher: the mean penultimate activation
+        from experts.domain import domain_embedding
+
+        return domain_embedding(dataset, probe, device=device, seed=seed, max_samples=config.max_samples,
+                                batch_size=config.batch_size, num_workers=config.num_workers)
+    estimator = get_estimator(method)
+    classes, labels = np.unique(dataset_labels(dataset), return_inverse=True)
+    if len(classes) < 2 or len(labels) < 2:
+        raise TaskSweepInputError(f"a task needs at least 2 classes and 2 images, got {len(classes)} and {len(labels)}")
+    device = torch.device(device)
+    seeds = np.random.SeedSequence(seed).generate_state(4).tolist()
+    data_gen = torch.Generator().manual_seed(seeds[0])
+    draw_gen = torch.Generator(device=device).manual_seed(seeds[1])
+    seconds: dict[str, float] = {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seeds[2])  # the dataset's own augmentation draws from the global RNG
+        net = copy.deepcopy(probe).to(device)
+        net.reset_classifier(len(classes))
+        if config.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        clock = time.perf_counter()
+        feats, pool_labels, pool = cache_features(net, dataset, labels, config, device, data_gen)
+        seconds["cache"] = time.perf_counter() - clock
+        fit_head(net.classifier, feats, torch.as_tensor(pool_labels, device=device), config=config, generator=data_gen)
+        seconds["head"] = time.perf_counter() - clock - seconds["cache"]
+        data = fisher_data(dataset, labels, pool, pool_labels, config, device, data_gen)
+        result = estimator(net, data, config, draw_gen)
+        seconds["fisher"] = time.perf_counter() - clock - seconds["cache"] - seconds["head"]
+    meta = {"num_classes": len(classes), "n_head_samples": len(pool_labels), "probe_info": probe.info.as_dict(),
+            "config": dataclasses.asdict(config), "device": str(device), "seconds": seconds, **result.meta}
+    return TaskEmbedding(result.hessian.astype(np.float32), result.scale.astype(np.float32), method,
+                         probe.info.name, probe.info.pretrained, len(labels), seed, meta)
+
+
+def fit_head(
+    head: nn.Linear, features: torch.Tensor, labels: torch.Tensor, *, config: Task2VecConfig,
+    generator: torch.Generator,
+) -> None:
+    """Train ``head`` in place on cached features: Adam, class-balanced batches (reference defaults)."""
+    opt = torch.optim.Adam(head.parameters(), lr=config.head_lr, weight_decay=config.head_wd)
+    steps = config.head_samples_per_epoch // config.batch_size
+    np_labels = labels.cpu().numpy()
+    with torch.enable_grad():
+        for _ in range(config.head_epochs):
+            idx = class_balanced_draws(np_labels, steps * config.batch_size, generator)
+            idx = torch.as_tensor(idx, device=features.device).view(steps, config.batch_size)
+            for chunk in idx:
+                loss = F.cross_entropy(head(features[chunk]), labels[chunk])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+

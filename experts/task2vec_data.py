@@ -1,0 +1,150 @@
+"""Task2Vec's data plumbing: labels, class-balanced draws, batch-norm modes, cached features.
+
+Kept apart from ``experts.task2vec`` (the algorithm) so that both stay short. Randomness comes
+from explicit CPU generators; the dataset's own augmentation draws from torch's global RNG, which
+``embed_task`` forks and seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from experts.backbones import Probe
+
+if TYPE_CHECKING:
+    from experts.task2vec import Task2VecConfig
+
+__all__ = ["BnMode", "FisherData", "cache_features", "class_balanced_draws", "dataset_labels", "fisher_data",
+           "norm_mode"]
+
+BnMode = Literal["train", "batch_detached", "eval"]
+
+
+@dataclass
+class FisherData:
+    """What an estimator may draw from: class-balanced batches of stage-``start`` inputs."""
+
+    load: Callable[[list[np.ndarray]], Iterator[torch.Tensor]]  # index batches -> input batches on the device
+    labels: np.ndarray  # contiguous labels (0..C-1) of the pool the draws index
+    start: int  # the stage the inputs enter at
+    batch_size: int
+    samples: int  # draws per epoch
+    generator: torch.Generator  # CPU generator for the draws
+
+    def epoch(self, n_batches: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``n_batches`` (default ``samples // batch_size``) batches, labels on the input's device."""
+        n_batches = self.samples // self.batch_size if n_batches is None else n_batches
+        idx = class_balanced_draws(self.labels, n_batches * self.batch_size, self.generator)
+        chunks = list(idx.reshape(n_batches, self.batch_size))
+        for chunk, x in zip(chunks, self.load(chunks)):
+            yield x, torch.as_tensor(self.labels[chunk], device=x.device)
+
+
+def dataset_labels(dataset: Dataset) -> np.ndarray:
+    """Integer labels of every item, read without loading images when the dataset allows."""
+    if isinstance(dataset, torch.utils.data.Subset):
+        return dataset_labels(dataset.dataset)[np.asarray(dataset.indices)]
+    if isinstance(dataset, torch.utils.data.TensorDataset):
+        return dataset.tensors[1].cpu().numpy().astype(np.int64)
+    for attr in ("targets", "labels"):
+        if hasattr(dataset, attr):
+            return np.asarray(getattr(dataset, attr), dtype=np.int64)
+    return np.asarray([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)  # type: ignore[arg-type]
+
+
+def class_balanced_draws(labels: np.ndarray, n: int, generator: torch.Generator) -> np.ndarray:
+    """``n`` indices drawn with replacement, each class equally likely (the reference's sampler)."""
+    counts = np.bincount(labels)
+    weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.float64)
+    return torch.multinomial(weights, n, replacement=True, generator=generator).numpy()
+
+
+class norm_mode:
+    """Context manager: everything in eval mode (dropout off) except batch-norm, which follows ``mode``.
+
+    ``train``: batch statistics, gradients flow through them (the reference); ``batch_detached``:
+    batch statistics used as constants (written into the running buffers before each forward, so
+    per-sample gradients are well defined); ``eval``: running statistics.
+    """
+
+    def __init__(self, module: nn.Module, mode: BnMode) -> None:
+        self.module, self.mode = module, mode
+        self.was_training = {m: m.training for m in module.modules()}
+        self.hooks: list[Any] = []
+
+    def __enter__(self) -> nn.Module:
+        self.module.eval()
+        for m in self.module.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                if self.mode == "train":
+                    m.train()
+                elif self.mode == "batch_detached":
+                    self.hooks.append(m.register_forward_pre_hook(_write_batch_stats))
+        return self.module
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self.hooks:
+            h.remove()
+        for m, training in self.was_training.items():
+            m.train(training)
+
+
+def _write_batch_stats(bn: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+    x = inputs[0]
+    with torch.no_grad():  # native_batch_norm's statistics pass is faster on CPU than var_mean
+        _, mean, invstd = torch.native_batch_norm(x, None, None, None, None, True, 0.0, bn.eps)
+        bn.running_mean.copy_(mean)
+        bn.running_var.copy_(invstd.pow(-2) - bn.eps)  # the biased variance train mode normalises with
+
+
+def _loader(dataset: Dataset, batches: list[np.ndarray], config: Task2VecConfig, gen: torch.Generator) -> DataLoader:
+    seed_gen = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+    return DataLoader(dataset, batch_sampler=[b.tolist() for b in batches], num_workers=config.num_workers,
+                      generator=seed_gen)
+
+
+def _to_input(x: torch.Tensor, device: torch.device, config: Task2VecConfig) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if config.channels_last and x.dim() == 4 else x
+
+
+def cache_features(
+    net: Probe, dataset: Dataset, labels: np.ndarray, config: Task2VecConfig, device: torch.device,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, np.ndarray, torch.Tensor | None]:
+    """Penultimate features of up to ``max_samples`` images; stage-``skip_layers`` inputs too if asked."""
+    n = min(config.max_samples, len(labels))
+    order = torch.randperm(len(labels), generator=gen)[:n].numpy()
+    batches = np.array_split(order, -(-n // config.batch_size))  # equal sizes: no tiny last batch in train-mode BN
+    feats, pool = [], []
+    with torch.no_grad(), norm_mode(net, config.bn_mode):
+        for x, _ in _loader(dataset, batches, config, gen):
+            x = _to_input(x, device, config)
+            for stage in net.stages[: config.skip_layers]:
+                x = stage(x)
+            if config.skip_layers:
+                pool.append(x.cpu())
+            feats.append(net.features(x, start=config.skip_layers))
+    return torch.cat(feats), labels[order], (torch.cat(pool) if pool else None)
+
+
+def fisher_data(
+    dataset: Dataset, labels: np.ndarray, pool: torch.Tensor | None, pool_labels: np.ndarray,
+    config: Task2VecConfig, device: torch.device, gen: torch.Generator,
+) -> FisherData:
+    if pool is not None:  # skip_layers: draw from the cached stage inputs (one augmentation per image)
+        def load_pool(chunks: list[np.ndarray]) -> Iterator[torch.Tensor]:
+            return (_to_input(pool[torch.as_tensor(c)], device, config) for c in chunks)
+
+        return FisherData(load_pool, pool_labels, config.skip_layers, config.batch_size, config.fisher_samples, gen)
+
+    def load(chunks: list[np.ndarray]) -> Iterator[torch.Tensor]:
+        return (_to_input(x, device, config) for x, _ in _loader(dataset, chunks, config, gen))
+
+    return FisherData(load, labels, 0, config.batch_size, config.fisher_samples, gen)

@@ -1,0 +1,1 @@
+"""One module per ``orchestrate`` command, plus the helpers they share (``_common``)."""

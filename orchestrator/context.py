@@ -1,0 +1,110 @@
+"""What a worker holds between units: the store, the library, the probe, an LRU of expert weights.
+
+Built once per worker (actor ``__init__`` or the inline runner), lazily: a worker that only computes
+distances never loads a network. Everything is reloaded from the store, so a restarted worker (whose
+state Ray does not keep) rebuilds the same context.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision import transforms
+
+from experts.backbones import Probe, create_backbone
+from orchestrator.config import SweepConfig
+from orchestrator.library_io import load_library
+from orchestrator.store import ResultStore
+from tasks.library import Library
+from tasks.spec import TaskSpec
+from tasks.torch_dataset import TaskImageDataset
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class SweepContext:
+    store: ResultStore
+    run_id: str
+    config: SweepConfig
+    expert_cache_size: int = 4
+    _library: Library | None = None
+    _probe: Probe | None = None
+    _experts: OrderedDict[str, Probe] = field(default_factory=OrderedDict)
+
+    # -- what units use -------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        wanted = self.config.runtime.device
+        if wanted == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(wanted)
+
+    @property
+    def library(self) -> Library:
+        if self._library is None:
+            self._library = load_library(self.store, self.run_id)
+        return self._library
+
+    @property
+    def probe(self) -> Probe:
+        """The probe (never modified by units: Task2Vec and training copy it)."""
+        if self._probe is None:
+            emb = self.config.embeddings
+            self._probe = create_backbone(emb.probe, weights=emb.probe_weights, seed=emb.seed)
+            self._probe.eval()
+            if not self._probe.info.pretrained:
+                log.warning("probe %s is randomly initialised: no weights given and none cached", emb.probe)
+        return self._probe
+
+    def probe_warnings(self) -> list[str]:
+        info = self.probe.info
+        return [] if info.pretrained else [f"probe {info.name} is randomly initialised ({info.weights_source})"]
+
+    def expert(self, expert_id: str) -> Probe:
+        """The probe with an expert's fine-tuned feature extractor (the generic expert is the probe)."""
+        from orchestrator.stages.experts import checkpoint_key, is_generic
+
+        if is_generic(expert_id):
+            return self.probe
+        if expert_id in self._experts:
+            self._experts.move_to_end(expert_id)
+            return self._experts[expert_id]
+        state = torch.load(io.BytesIO(self.store.read_bytes(checkpoint_key(self.run_id, expert_id))),
+                           map_location="cpu", weights_only=True)
+        emb = self.config.embeddings
+        net = create_backbone(emb.probe, weights="random", seed=emb.seed)
+        net.body.load_state_dict(state)
+        net.eval()
+        self._experts[expert_id] = net
+        while len(self._experts) > self.expert_cache_size:
+            self._experts.popitem(last=False)
+        return net
+
+    def dataset(self, task: TaskSpec, split: str, *, train_transform: bool = False) -> TaskImageDataset:
+        paths, targets = self.library.examples(task.task_id, split)
+        root = self.library.sources[task.source].root
+        return TaskImageDataset(root, paths, targets, self.transform(train_transform))
+
+    def images(self, source: str, image_indices: np.ndarray) -> TaskImageDataset:
+        """Images of one source by ``image_index`` (label 0): for feature passes over a group."""
+        src = self.library.sources[source]
+        paths = src.images["path"].take(image_indices).to_pylist()
+        return TaskImageDataset(src.root, paths, np.zeros(len(paths), dtype=np.int64), self.transform(False))
+
+    def transform(self, train: bool) -> Any:
+        size = self.config.runtime.image_size
+        norm = [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+        if train:  # the reference's Task2Vec input: random crop + flip (docs/task2vec.md)
+            return transforms.Compose([transforms.Resize(size), transforms.RandomCrop(size, pad_if_needed=True),
+                                       transforms.RandomHorizontalFlip(), *norm])
+        return transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), *norm])

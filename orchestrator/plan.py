@@ -1,0 +1,142 @@
+"""Planning is pure: (config, library tasks) → work units per stage. No I/O, no Ray.
+
+Stages run in this order: ``experts`` → ``heads`` and ``embeddings`` → ``distances``. A unit's key
+covers its fields and a digest of the config sections it depends on, so changing (say) the heads'
+learning rate re-plans only heads units.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from orchestrator.config import SweepConfig
+from orchestrator.stages.distances import ComputeDistances
+from orchestrator.stages.embeddings import EmbedDomain, EmbedTask
+from orchestrator.stages.experts import RegisterGeneric, TrainExpert, expert_id_for, generic_expert_id
+from orchestrator.stages.heads import FitHeads
+from orchestrator.units import WorkUnit, digest
+from tasks.errors import TaskSweepInputError
+from tasks.spec import TaskSpec
+
+STAGES = ("experts", "heads", "embeddings", "distances")
+
+
+@dataclass
+class Plan:
+    tasks: list[TaskSpec]
+    experts: list[str]  # expert ids, generic first
+    stages: dict[str, list[WorkUnit]] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {stage: len(self.stages.get(stage, [])) for stage in STAGES}
+
+
+def select_tasks(config: SweepConfig, tasks: list[TaskSpec]) -> list[TaskSpec]:
+    """The library tasks the sweep covers, in library order."""
+    sel = config.tasks
+    chosen = [t for t in tasks if sel.sources == "all" or t.source in sel.sources]
+    if sel.include:
+        known = {t.task_id for t in chosen}
+        missing = [t for t in sel.include if t not in known]
+        if missing:
+            raise TaskSweepInputError(
+                f"tasks.include names {len(missing)} task(s) not in the library (or not in tasks.sources): "
+                f"{missing[:5]}; list the library's task ids with pyarrow.dataset.dataset('<results>/<run>/tasks')"
+            )
+        wanted = set(sel.include)
+        chosen = [t for t in chosen if t.task_id in wanted]
+    if sel.sample is not None and sel.sample < len(chosen):
+        keep = set(random.Random(sel.seed).sample([t.task_id for t in chosen], sel.sample))
+        chosen = [t for t in chosen if t.task_id in keep]
+    if not chosen:
+        raise TaskSweepInputError("the task selection is empty: check tasks.sources / tasks.include / tasks.sample")
+    return chosen
+
+
+def expert_trainings(config: SweepConfig, tasks: list[TaskSpec]) -> dict[str, tuple[str, ...]]:
+    """Expert id → the task ids it is fine-tuned on (a task, or a group ``source:<name>``)."""
+    by_id = {t.task_id: t for t in tasks}
+    out: dict[str, tuple[str, ...]] = {}
+    entries = list(config.experts.train_on)
+    if config.experts.per_task:
+        entries += [t.task_id for t in tasks]
+    for entry in entries:
+        if entry.startswith("source:"):
+            members = tuple(t.task_id for t in tasks if t.source == entry.split(":", 1)[1])
+            if not members:
+                raise TaskSweepInputError(f"experts.train_on: {entry!r} matches no selected task")
+            if any(by_id[m].is_binary for m in members):
+                raise TaskSweepInputError(
+                    f"experts.train_on: {entry!r} is a group of binary tasks; groups must be multi-class "
+                    "(iNat/CUB) tasks, whose classes are pooled; name single binary tasks instead"
+                )
+        elif entry in by_id:
+            members = (entry,)
+        else:
+            raise TaskSweepInputError(f"experts.train_on: {entry!r} is neither a selected task id nor source:<name>")
+        out.setdefault(expert_id_for(entry), members)
+    if config.experts.max_experts is not None:
+        out = dict(list(out.items())[: config.experts.max_experts])
+    return out
+
+
+def plan(config: SweepConfig, library_tasks: list[TaskSpec]) -> Plan:
+    """Every unit of the sweep, per stage."""
+    tasks = select_tasks(config, library_tasks)
+    trainings = expert_trainings(config, tasks)
+    experts = ([generic_expert_id(config.embeddings.probe)] if config.experts.generic else []) + list(trainings)
+    if not experts:
+        raise TaskSweepInputError("no experts: set experts.generic: true or name experts.train_on")
+    probe_digest = digest([config.embeddings.probe, str(config.embeddings.probe_weights), config.runtime.image_size])
+    expert_digest = digest([probe_digest, config.experts.model_dump(mode="json")])
+    heads_digest = digest([expert_digest, config.heads.model_dump(mode="json")])
+    embed_digest = digest([probe_digest, config.embeddings.model_dump(mode="json")])
+    result = Plan(tasks=tasks, experts=experts)
+    result.stages["experts"] = [RegisterGeneric(probe_digest, e) for e in experts if e not in trainings] + [
+        TrainExpert(expert_digest, eid, members) for eid, members in trainings.items()
+    ]
+    result.stages["heads"] = [
+        FitHeads(heads_digest, eid, chunk) for eid, chunk in head_units(config, tasks, experts)
+    ]
+    embeds: list[WorkUnit] = [EmbedTask(embed_digest, t.task_id, m) for m in config.embeddings.methods for t in tasks]
+    if config.embeddings.domain:
+        embeds += [EmbedDomain(embed_digest, chunk) for chunk in source_chunks(tasks, config.heads.task_chunk)]
+    result.stages["embeddings"] = embeds
+    dist_digest = digest([embed_digest, config.distances.model_dump(mode="json")])
+    task_ids = tuple(t.task_id for t in tasks)
+    result.stages["distances"] = [ComputeDistances(dist_digest, m, task_ids) for m in config.embeddings.methods]
+    return result
+
+
+def head_units(config: SweepConfig, tasks: list[TaskSpec], experts: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """(expert, task chunk) pairs: tasks sharing one image group go together (one feature pass)."""
+    pairs = config.heads.pairs
+    if pairs == "all":
+        wanted = {e: [t.task_id for t in tasks] for e in experts}
+    else:
+        known_tasks = {t.task_id for t in tasks}
+        bad = [(e, t) for e, t in pairs if e not in experts or t not in known_tasks]
+        if bad:
+            raise TaskSweepInputError(f"heads.pairs names unknown (expert, task) pairs: {bad[:5]}; experts are {experts}")
+        wanted = {e: [t for pe, t in pairs if pe == e] for e in experts}
+    by_id = {t.task_id: t for t in tasks}
+    out = []
+    for expert in experts:
+        chosen = [by_id[t] for t in wanted[expert]]
+        out += [(expert, chunk) for chunk in source_chunks(chosen, config.heads.task_chunk)]
+    return out
+
+
+def source_chunks(tasks: list[TaskSpec], chunk: int) -> list[tuple[str, ...]]:
+    """Group tasks by source; a source whose tasks share one image group stays whole (its images are
+    forwarded once), other sources are cut into chunks of at most ``chunk`` tasks."""
+    by_source: dict[str, list[TaskSpec]] = {}
+    for t in tasks:
+        by_source.setdefault(t.source, []).append(t)
+    out = []
+    for members in by_source.values():
+        shared = len({t.image_group for t in members}) == 1 and len(members) > 1
+        size = len(members) if shared else chunk
+        out += [tuple(t.task_id for t in members[i : i + size]) for i in range(0, len(members), size)]
+    return out

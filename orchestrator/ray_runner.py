@@ -1,0 +1,125 @@
+"""The Ray runner: long-lived worker actors, one per GPU (or CPU workers where there is no GPU).
+
+The only module of the project that imports Ray. Each actor builds its worker context once (library,
+probe, an LRU of expert weights) and runs one unit at a time; the driver keeps one unit in flight per
+actor and takes results in completion order with ``ray.wait``. A worker whose process dies is
+restarted by Ray (``max_restarts=-1``); its in-flight unit comes back as ``lost_worker`` and is
+resubmitted. Units write their own parts to the store (deterministic keys), so a unit re-run after a
+worker death rewrites the same objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
+
+from orchestrator.commit import RunRecorder
+from orchestrator.runners import UnitOutcome, execute_unit
+from orchestrator.units import WorkUnit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """How to build a worker: a picklable factory of (context, recorder), and its resources."""
+
+    make_context_and_recorder: Callable[[], tuple[Any, RunRecorder]]
+    num_gpus: float = 0.0
+    num_cpus: float = 1.0
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0)
+class SweepWorker:
+    def __init__(self, spec: WorkerSpec) -> None:
+        self._ctx, self._recorder = spec.make_context_and_recorder()
+
+    def run(self, unit: WorkUnit) -> tuple[list[str], float]:
+        return execute_unit(unit, self._ctx, self._recorder)
+
+    def info(self) -> dict:
+        return {"pid": os.getpid(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "node": ray.get_runtime_context().get_node_id()}
+
+
+def init_ray(address: str, *, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+    """Connect to Ray. ``local`` starts a private single-node Ray (never attaches to a stranger's cluster)."""
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False)
+    if address == "local":
+        kwargs.update(address="local", num_cpus=num_cpus, num_gpus=num_gpus)
+    else:
+        kwargs.update(address=address)
+    ray.init(**kwargs)
+
+
+class RayRunner:
+    """Spreads units over ``n_workers`` actors built from ``spec``."""
+
+    def __init__(self, spec: WorkerSpec, n_workers: int) -> None:
+        if n_workers < 1:
+            raise ValueError("a Ray runner needs at least one worker")
+        self._spec = spec
+        self._actors = [self._new_actor() for _ in range(n_workers)]
+        self._free = list(range(n_workers))
+        self._in_flight: dict[ray.ObjectRef, tuple[WorkUnit, int, float]] = {}
+
+    def _new_actor(self) -> Any:
+        return SweepWorker.options(num_gpus=self._spec.num_gpus, num_cpus=self._spec.num_cpus).remote(self._spec)
+
+    @property
+    def actors(self) -> list[Any]:
+        return list(self._actors)
+
+    @property
+    def capacity(self) -> int:
+        return len(self._actors)
+
+    @property
+    def pending(self) -> int:
+        return len(self._in_flight)
+
+    def submit(self, unit: WorkUnit) -> None:
+        slot = self._free.pop()
+        ref = self._actors[slot].run.remote(unit)
+        self._in_flight[ref] = (unit, slot, time.perf_counter())
+
+    def next_outcome(self) -> UnitOutcome:
+        ready, _ = ray.wait(list(self._in_flight), num_returns=1)
+        ref = ready[0]
+        unit, slot, start = self._in_flight.pop(ref)
+        self._free.append(slot)
+        try:
+            keys, seconds = ray.get(ref)
+        except (ActorUnavailableError, ActorDiedError, RayActorError) as exc:
+            if isinstance(exc, ActorDiedError):
+                log.warning("worker %d died; starting a new one", slot)
+                self._actors[slot] = self._new_actor()
+            return UnitOutcome(unit, None, exc, time.perf_counter() - start, lost_worker=True)
+        except RayTaskError as exc:
+            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+            return UnitOutcome(unit, None, cause, time.perf_counter() - start)
+        return UnitOutcome(unit, keys, None, seconds)
+
+    def close(self) -> None:
+        for actor in self._actors:
+            ray.kill(actor, no_restart=True)
+        self._actors = []
+        self._free = []
+
+
+def cluster_workers(workers: int | None, cpus_per_worker: float) -> tuple[int, float]:
+    """(number of worker actors, GPUs per actor): one per GPU when the cluster has GPUs, else CPU workers."""
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    if gpus:
+        return (workers or gpus), 1.0
+    cpus = resources.get("CPU", 1)
+    return (workers or max(1, int(cpus // cpus_per_worker))), 0.0

@@ -1,0 +1,93 @@
+"""Arrow schemas of the sweep's result tables (the library's own tables live in ``tasks.tables``).
+
+Schemas are code and versioned in each file's metadata (``schema_version``); writers never infer.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+RESULTS_SCHEMA_VERSION = "1"
+
+EMBEDDINGS_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("task_id", pa.string(), nullable=False),
+        pa.field("probe", pa.string(), nullable=False),
+        pa.field("method", pa.string(), nullable=False),
+        pa.field("pretrained", pa.bool_(), nullable=False),
+        pa.field("n_samples", pa.int64(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("dim", pa.int32(), nullable=False),
+        pa.field("embedding", pa.list_(pa.float32()), nullable=False),  # filter-averaged Fisher (hessian)
+        pa.field("scale", pa.list_(pa.float32()), nullable=False),
+        pa.field("warnings", pa.list_(pa.string()), nullable=False),
+    ]
+)
+
+EXPERTS_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("expert_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),  # "generic" (the probe itself) or "finetuned"
+        pa.field("probe", pa.string(), nullable=False),
+        pa.field("pretrained", pa.bool_(), nullable=False),  # of the probe the expert starts from
+        pa.field("task_ids", pa.list_(pa.string()), nullable=False),  # what it was fine-tuned on
+        pa.field("n_classes", pa.int32(), nullable=False),
+        pa.field("n_train", pa.int64(), nullable=False),
+        pa.field("train_error", pa.float64()),
+        pa.field("test_error", pa.float64()),  # on the test split of its own task(s)
+        pa.field("checkpoint", pa.string(), nullable=False),  # store key of the weights ("" for generic)
+        pa.field("seconds", pa.float64(), nullable=False),
+        pa.field("warnings", pa.list_(pa.string()), nullable=False),
+    ]
+)
+
+HEADS_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("expert_id", pa.string(), nullable=False),
+        pa.field("task_id", pa.string(), nullable=False),
+        pa.field("n_classes", pa.int32(), nullable=False),
+        pa.field("n_train", pa.int64(), nullable=False),
+        pa.field("n_test", pa.int64(), nullable=False),
+        pa.field("train_error", pa.float64(), nullable=False),
+        pa.field("test_error", pa.float64()),  # null when the task has no test images
+        pa.field("train_loss", pa.float64(), nullable=False),
+        pa.field("test_loss", pa.float64()),
+        pa.field("pretrained", pa.bool_(), nullable=False),
+    ]
+)
+
+DISTANCES_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("probe", pa.string(), nullable=False),
+        pa.field("method", pa.string(), nullable=False),  # the Fisher estimator behind d_sym / d_asym
+        pa.field("task_a", pa.string(), nullable=False),
+        pa.field("task_b", pa.string(), nullable=False),
+        pa.field("d_sym", pa.float64()),
+        pa.field("d_asym", pa.float64()),  # d_sym(a, b) - alpha * d_sym(a, trivial)
+        pa.field("d_tax", pa.float64()),  # null outside iNat/CUB
+        pa.field("d_domain", pa.float64()),
+        pa.field("alpha", pa.float64(), nullable=False),
+    ]
+)
+
+FAILURES_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("unit_key", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("label", pa.string(), nullable=False),
+        pa.field("error_type", pa.string(), nullable=False),
+        pa.field("message", pa.string(), nullable=False),
+        pa.field("traceback", pa.string(), nullable=False),
+        pa.field("attempts", pa.int32(), nullable=False),
+        pa.field("failed_at", pa.string(), nullable=False),
+    ]
+)
+
+
+def versioned(schema: pa.Schema, table: str) -> pa.Schema:
+    return schema.with_metadata({b"schema_version": RESULTS_SCHEMA_VERSION.encode(), b"table": table.encode()})

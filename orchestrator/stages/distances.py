@@ -1,0 +1,93 @@
+"""Stage ``distances``: all pairs over the sweep's tasks, one unit per Fisher method.
+
+Reads the committed embeddings (through the completion markers), computes ``d_sym`` and ``d_asym``
+(``experts.distances``), ``d_tax`` (iNat/CUB tasks, from the taxonomy paths of their classes) and
+``d_domain`` (the domain baseline), and writes one row per ordered pair (N² rows). A task whose
+embedding is missing (its unit failed) gets null distances, never a silent drop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from experts import distances as dist
+from orchestrator.commit import RunRecorder
+from orchestrator.schemas import DISTANCES_SCHEMA, versioned
+from orchestrator.units import WorkUnit
+from tasks.spec import TaskSpec
+
+TAXONOMY_DEPTH = 4  # kingdom, phylum, class, order: the ranks iNat and CUB task paths share
+
+
+def taxonomy_paths(task: TaskSpec) -> list[tuple[str, ...]] | None:
+    """One path per class: the task's first four ranks, then the species (None outside iNat/CUB)."""
+    if task.is_binary or len(task.taxonomy) < TAXONOMY_DEPTH:
+        return None
+    return [tuple(task.taxonomy[:TAXONOMY_DEPTH]) + (name,) for name in task.class_names]
+
+
+def embedding_matrix(table: pa.Table | None, task_ids: list[str], method: str) -> np.ndarray:
+    """``(N, D)`` float64 rows in ``task_ids`` order; NaN rows for tasks without an embedding."""
+    if table is None:
+        return np.full((len(task_ids), 1), np.nan)
+    rows = table.filter(pc.equal(table["method"], method))
+    by_task = dict(zip(rows["task_id"].to_pylist(), rows["embedding"].to_pylist()))
+    dim = max((len(v) for v in by_task.values()), default=1)
+    out = np.full((len(task_ids), dim), np.nan)
+    for i, t in enumerate(task_ids):
+        if t in by_task:
+            out[i] = by_task[t]
+    return out
+
+
+@dataclass(frozen=True)
+class ComputeDistances(WorkUnit):
+    stage: ClassVar[str] = "distances"
+    method: str
+    task_ids: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} distances over {len(self.task_ids)} tasks"
+
+    def run(self, ctx) -> dict[str, pa.Table]:
+        cfg = ctx.config.distances
+        ids = list(self.task_ids)
+        n = len(ids)
+        embeddings = RunRecorder(ctx.store, ctx.run_id).read_committed("embeddings", stage="embeddings")
+        nan = np.full((n, n), np.nan)
+        d_sym = d_asym = d_tax = d_dom = nan
+        fisher = embedding_matrix(embeddings, ids, self.method)
+        if "symmetric" in cfg.kinds or "asymmetric" in cfg.kinds:
+            d_sym = dist.symmetric(fisher)
+        if "asymmetric" in cfg.kinds and not np.isnan(fisher).all():
+            t0 = self._trivial(embeddings, ids, fisher)
+            d_asym = dist.asymmetric(fisher, trivial=t0, alpha=cfg.alpha, symmetric_matrix=d_sym)
+        if "taxonomic" in cfg.kinds:
+            d_tax = dist.taxonomic([taxonomy_paths(ctx.library.task(t)) for t in ids])
+        if "domain" in cfg.kinds:
+            domain = embedding_matrix(embeddings, ids, "domain")
+            d_dom = dist.domain(domain) if not np.isnan(domain).all() else nan
+        a, b = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+        cols = {
+            "run_id": pa.array([ctx.run_id] * (n * n)), "probe": pa.array([ctx.config.embeddings.probe] * (n * n)),
+            "method": pa.array([self.method] * (n * n)),
+            "task_a": pa.array(ids).take(pa.array(a.ravel())), "task_b": pa.array(ids).take(pa.array(b.ravel())),
+            **{name: pa.array(m.ravel(), from_pandas=True) for name, m in
+               (("d_sym", d_sym), ("d_asym", d_asym), ("d_tax", d_tax), ("d_domain", d_dom))},
+            "alpha": pa.array(np.full(n * n, cfg.alpha)),
+        }
+        return {"distances": pa.table(cols, schema=versioned(DISTANCES_SCHEMA, "distances"))}
+
+    def _trivial(self, embeddings: pa.Table, ids: list[str], fisher: np.ndarray) -> np.ndarray:
+        if self.method == "variational":
+            rows = embeddings.filter(pc.equal(embeddings["method"], self.method))
+            by_task = dict(zip(rows["task_id"].to_pylist(), rows["scale"].to_pylist()))
+            dim = fisher.shape[1]
+            return np.array([by_task.get(t, [1.0] * dim) for t in ids], dtype=np.float64)
+        return dist.trivial_embedding(estimator="montecarlo", library=fisher)

@@ -1,0 +1,1 @@
+"""One module per dataset; each registers a function ``(root, config) -> SourceLibrary``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import numpy as np
@@ -149,3 +150,11 @@ def test_bad_inputs_fail_clearly(probe: Probe) -> None:
         Task2VecConfig(bn_mode="frozen")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="fisher_samples"):
         Task2VecConfig(fisher_samples=8, batch_size=64)
+
+
+@pytest.mark.parametrize("method", ["montecarlo", "montecarlo_exact"])
+def test_channels_last_is_only_a_memory_layout(probe: Probe, method: str) -> None:
+    data = _task(np.arange(24) % 3)
+    a = _embed(data, probe, method, config=SMALL)
+    b = _embed(data, probe, method, config=dataclasses.replace(SMALL, channels_last=not SMALL.channels_last))
+    np.testing.assert_allclose(a.hessian, b.hessian, rtol=1e-3, atol=1e-6 * a.hessian.max())

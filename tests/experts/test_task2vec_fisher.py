@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,14 @@ from experts.fisher import (
     _Capture, conv_per_sample_sq_norms, exact_step, filter_means, montecarlo_fisher, montecarlo_step, sample_targets,
 )
 from experts.task2vec import FisherData, Task2VecConfig, norm_mode
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _tiny(num_classes: int = 3) -> nn.Module:

@@ -3,8 +3,8 @@
 Generates (once, under --workdir) an iNat2018-sized JSON (437,513 + 24,426 images, 8,142 species in
 272 orders), a DeepFashion ``list_attr_img.txt`` of 289,222 × 1,000, the real-size CUB lists and an
 iMaterialist train.json of 1,014,544 images; then builds the library in a fresh process
-(``verify_images="none"``: the images are not on disk) and reports wall time per dataset, total, and
-the build process's peak RSS. Usage: ``python benchmarks/bench_library.py [--workdir DIR] [--repeat 3]``.
+(``verify_images="none"``: the images are not on disk), writes it as Parquet to a temporary folder, and
+reports wall time per dataset, the write, the total and the build process's peak RSS. Usage: ``python benchmarks/bench_library.py [--workdir DIR] [--repeat 3]``.
 """
 
 from __future__ import annotations
@@ -21,20 +21,27 @@ ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("inat2018", "cub200", "imat2018", "deepfashion")
 
 BUILD = r"""
-import json, resource, sys, time
+import json, resource, sys, tempfile, time
 from pathlib import Path
+from orchestrator.library_io import write_library
+from orchestrator.store import open_store
 from tasks.config import LibraryConfig
+from tasks.library import Library
 from tasks.registry import get_adapter
 work = Path(sys.argv[1])
 config = LibraryConfig(verify_images="none")
 times, counts = {}, {}
+library = Library()
 start = time.perf_counter()
 for name in ("inat2018", "cub200", "imat2018", "deepfashion"):
     t = time.perf_counter()
-    lib = get_adapter(name)(work / name, config)
+    library.sources[name] = get_adapter(name)(work / name, config)
     times[name] = time.perf_counter() - t
-    counts[name] = len(lib.tasks)
-    del lib
+    counts[name] = len(library.sources[name].tasks)
+t = time.perf_counter()
+with tempfile.TemporaryDirectory() as out:
+    write_library(open_store(out), "bench", library, config)
+times["write Parquet"] = time.perf_counter() - t
 total = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 print(json.dumps({"times": times, "counts": counts, "total": total, "peak_gib": peak}))
@@ -72,8 +79,8 @@ def main() -> None:
         print(runs[-1], flush=True)
     counts = runs[0]["counts"]
     print(f"\n| dataset | tasks | median s |\n|---|---|---|")
-    for name in DATASETS:
-        print(f"| {name} | {counts[name]} | {statistics.median(r['times'][name] for r in runs):.1f} |")
+    for name in (*DATASETS, "write Parquet"):
+        print(f"| {name} | {counts.get(name, '')} | {statistics.median(r['times'][name] for r in runs):.1f} |")
     print(f"| **total** | **{sum(counts.values())}** | **{statistics.median(r['total'] for r in runs):.1f}** |")
     print(f"\npeak RSS of the build process: median {statistics.median(r['peak_gib'] for r in runs):.2f} GiB, "
           f"max {max(r['peak_gib'] for r in runs):.2f} GiB ({args.repeat} runs, {time.strftime('%Y-%m-%d')})")

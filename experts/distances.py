@@ -388,7 +388,7 @@ def _normcos_sums(X: np.ndarray, Y: np.ndarray | None, *, backend: str, device: 
     if backend == "native" and lib is None:
         raise RuntimeError("the native d_sym kernel is unavailable here (needs x86-64 with AVX2 and a C compiler)")
     if lib is None:
-        return _sums_torch(Xs, Ys, torch.device(device))
+        return _sums_torch(Xs, Ys, torch.device(device), same)
     # The kernel computes v = 1 − u, which is 1 (not 0) where a_k = b_k = 0: count those meanwhile
     # (in this thread, while the kernel's threads run) and remove them.
     (uu, vv, uv), joint_zeros = _sums_native(lib, Xs, Ys, same=same, num_threads=num_threads,
@@ -433,8 +433,11 @@ def _sparse(mask: np.ndarray) -> scipy.sparse.csr_matrix:
     return scipy.sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=mask.shape)
 
 
-def _sums_torch(Xs: np.ndarray, Ys: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    x, y = torch.from_numpy(Xs).to(device), torch.from_numpy(Ys).to(device)
+def _sums_torch(Xs: np.ndarray, Ys: np.ndarray, device: torch.device,
+                same: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same sums, blocked in torch (float32 dot products); ``same``: upper-triangle blocks only."""
+    x = torch.from_numpy(Xs).to(device)
+    y = x if same else torch.from_numpy(Ys).to(device)
     n, m, dim = x.shape[0], y.shape[0], x.shape[1]
     out = torch.zeros(3, n, m, dtype=torch.float64, device=device)
     bj = max(1, min(m, 64))
@@ -442,13 +445,12 @@ def _sums_torch(Xs: np.ndarray, Ys: np.ndarray, device: torch.device) -> tuple[n
     bi = max(1, budget // max(1, bj * dim))
     for i in range(0, n, bi):
         a = x[i:i + bi, None, :]
-        for j in range(0, m, bj):
+        for j in range((i // bj) * bj if same else 0, m, bj):
             b = y[None, j:j + bj, :]
-            s = a + b
-            t = torch.where(s > 0, 1.0 / s, torch.zeros((), device=device))
+            t = (a + b).clamp_min_(torch.finfo(torch.float32).tiny).reciprocal_()  # 0 + 0 → u = v = 0
             u, v = a * t, b * t
-            for k, prod in enumerate((u * u, v * v, u * v)):
-                out[k, i:i + bi, j:j + bj] = prod.sum(-1, dtype=torch.float64)
+            for k, (p, q) in enumerate(((u, u), (v, v), (u, v))):
+                out[k, i:i + bi, j:j + bj] = torch.linalg.vecdot(p, q)
     uu, vv, uv = out.cpu().numpy()
     return uu, vv, uv
 

@@ -16,11 +16,12 @@ or bias gradients), squared gradients are reduced per filter at once, and
 ``batch_size`` samples of the budget; default 1, as the reference).
 
 ``montecarlo_exact`` is the exact per-sample diagonal Fisher, E_x E_{y~p}[(d log p(y|x)/dw)^2]:
-one backward of the summed loss gives every covered layer's output gradient per sample, and the
-per-sample, per-filter squared weight-gradient norms are formed from (layer input, output
-gradient) pairs without materialising per-sample gradients: directly for shallow layers, and by
-the Gram ("ghost norm") identity |sum_p d_p x_p^T|^2 = sum_{p,q} d_p d_q <x_p, x_q> where the
-spatial size is small. Its scale is about ``batch_size`` x ``montecarlo``'s. Per-sample gradients
+one backward of the summed loss w.r.t. the covered layers' *outputs* (no weight gradients) gives
+every sample's output gradients, and the per-sample, per-filter squared weight-gradient norms
+are formed from (layer input, output gradient) pairs without ever holding a batch of per-sample
+gradients: by the Gram ("ghost norm") identity |sum_p d_p u_p^T|^2 = sum_{p,q} d_p d_q <u_p, u_q>
+where the spatial size is small, else one sample at a time through the convolution's own
+weight-gradient kernel. Its scale is about ``batch_size`` x ``montecarlo``'s. Per-sample gradients
 are ill-defined when batch-norm couples the samples, so ``bn_mode="train"`` is run as
 ``batch_detached`` (batch statistics used as constants), recorded in ``meta["bn_mode"]``.
 """

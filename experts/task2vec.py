@@ -169,6 +169,8 @@ def embed_task(
         torch.manual_seed(seeds[2])  # the dataset's own augmentation draws from the global RNG
         net = copy.deepcopy(probe).to(device)
         net.reset_classifier(len(classes))
+        if config.skip_layers >= len(net.stages):
+            raise ValueError(f"skip_layers={config.skip_layers}, but {probe.info.name} has {len(net.stages)} stages")
         if config.channels_last:
             net = net.to(memory_format=torch.channels_last)
         clock = time.perf_counter()

@@ -17,10 +17,13 @@ from orchestrator.schemas import EMBEDDINGS_SCHEMA, versioned
 @click.option("--probe", default="resnet34", show_default=True, help="Probe architecture (see experts.backbones).")
 @click.option("--probe-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A torchvision state dict for the probe; without it the probe is randomly initialised.")
-@click.option("--method", type=click.Choice(["montecarlo", "montecarlo_exact", "variational"]), default="montecarlo",
+@click.option("--method", type=click.Choice(["montecarlo", "montecarlo_exact", "variational", "domain"]),
+              default="montecarlo",
               show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--max-samples", default=10_000, show_default=True, help="At most this many training images.")
+@click.option("--fisher-samples", default=10_000, show_default=True,
+              help="Class-balanced draws for the Fisher (the reference's 10,000; fewer is faster and noisier).")
 @click.option("--image-size", default=224, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -34,6 +37,7 @@ def embed(
     method: str,
     seed: int,
     max_samples: int,
+    fisher_samples: int,
     image_size: int,
     device: str,
     out_file: Path,
@@ -41,6 +45,7 @@ def embed(
 ) -> None:
     """Embed DATASET_DIR (one sub-folder per class, torchvision ImageFolder layout) with Task2Vec."""
     from experts.embed_folder import embed_image_folder
+    from experts.task2vec import Task2VecConfig
 
     setup_logging(verbose)
     emb = embed_image_folder(
@@ -52,6 +57,7 @@ def embed(
         max_samples=max_samples,
         device=device,
         image_size=image_size,
+        config=Task2VecConfig(fisher_samples=fisher_samples, batch_size=min(64, fisher_samples)),
     )
     warnings = [] if emb.pretrained else [f"probe {probe} is randomly initialised (no --probe-weights given)"]
     if warnings:

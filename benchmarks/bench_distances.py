@@ -84,7 +84,7 @@ def main() -> None:
     torch_line = ""
     if args.torch_rows:
         _, wt, _ = timed(lambda: symmetric(X[: args.torch_rows], X, backend="torch"))
-        projected = wt * args.n / args.torch_rows  # the torch path computes both triangles
+        projected = wt * (args.n + 1) / 2 / args.torch_rows  # X against itself: the upper triangle
         torch_line = (f"Torch fallback (used without a C compiler; here on the CPU): {wt:.2f} s for "
                       f"{args.torch_rows} × {args.n} pairs, ≈ {projected:.0f} s projected for the full matrix.")
         print(torch_line)
@@ -106,7 +106,7 @@ def main() -> None:
         f"- Settings: N = {args.n}, D = {args.d}, float32 Fisher-like embeddings (see the script), "
         f"α = {args.alpha}, Monte-Carlo trivial embedding (library mean), native kernel, "
         f"{len(os.sched_getaffinity(0))} threads; median of {args.runs} runs after a warm-up",
-        f"- Native kernel build (first use on a machine, then cached): {build_s:.2f} s",
+        f"- Native kernel load (built on first use on a machine, then cached on disk): {build_s:.2f} s",
         "",
         "| step | median wall (s) | min wall (s) |",
         "|---|---|---|",

@@ -140,9 +140,10 @@ def _dsym(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 - _cos(a / s, b / s)
 
 
-def _parse_method(text: str) -> tuple[str, dict[str, int]]:
+def _parse_method(text: str) -> tuple[str, dict[str, int | str]]:
     name, _, opts = text.partition(":")
-    return name, {k: int(v) for k, v in (o.split("=") for o in opts.split(",") if o)}
+    pairs = [o.split("=") for o in opts.split(",") if o]
+    return name, {k: int(v) if v.lstrip("-").isdigit() else v for k, v in pairs}
 
 
 def main() -> None:
@@ -154,7 +155,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--methods", nargs="+", default=["montecarlo"],
-                    help="ours, as name[:config_field=int,...], e.g. montecarlo:targets_per_forward=4")
+                    help="ours, as name[:config_field=value,...], e.g. montecarlo:targets_per_forward=4")
     ap.add_argument("--out", type=Path, default=None, help="append the Markdown table to this file")
     ap.add_argument("--save", type=Path, default=None, help="save every embedding to this .npz")
     args = ap.parse_args()

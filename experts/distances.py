@@ -11,7 +11,8 @@ The normalised cosine ``d_sym`` is the expensive one (1,460² pairs × 17,024 fi
 matrix product, because each coordinate is divided by ``a_k + b_k`` of its own pair, so it runs in a
 small C kernel (AVX2, compiled on first use with the system C compiler, cached on disk) that
 evaluates every pair exactly in float32 with float64 sums; where the kernel is unavailable (no
-compiler, not x86-64, or ``device`` is a GPU) the same sums run blocked in torch. Not here: reading
+compiler, not x86-64, or ``device`` is a GPU) the same sums run blocked in torch (fast on a GPU,
+~10 min or more for the full matrix on two CPU cores). Not here: reading
 embeddings from Parquet, choosing which embeddings may be compared (never mix estimators in one
 matrix: the caller's job).
 """
@@ -417,11 +418,10 @@ def _count_joint_zeros(Xs: np.ndarray, Ys: np.ndarray) -> np.ndarray | float:
     """Number of filters where both embeddings of a pair are 0, ``(N, M)`` (or 0 if there are none)."""
     zx = Xs == 0
     zy = zx if Ys is Xs else Ys == 0
-    nnz_x, nnz_y = int(zx.sum()), (None if Ys is Xs else int(zy.sum()))
-    nnz_y = nnz_x if nnz_y is None else nnz_y
-    if nnz_x == 0 or nnz_y == 0:
+    density_x, density_y = zx.mean(), (zy.mean() if Ys is not Xs else zx.mean())
+    if density_x == 0 or density_y == 0:
         return 0.0
-    if max(nnz_x / zx.size, nnz_y / zy.size) < 0.05:  # Fisher zeros are rare: a sparse product is ~free
+    if max(density_x, density_y) < 0.05:  # Fisher zeros are rare: a sparse product is ~free
         sx = _sparse(zx)
         return (sx @ (sx if Ys is Xs else _sparse(zy)).T).toarray()
     cols = zx.any(axis=0) & zy.any(axis=0)

@@ -258,7 +258,11 @@ def resnet18() -> BackboneSpec:
 
 @register_backbone
 def resnet13() -> BackboneSpec:
-    return _resnet("resnet13", lambda: tvm.ResNet(BasicBlock, [1, 1, 1, 1]), 512, None)
+    return _resnet("resnet13", _resnet13_net, 512, None)
+
+
+def _resnet13_net() -> nn.Module:
+    return tvm.ResNet(BasicBlock, [1, 1, 1, 1])
 
 
 @register_backbone

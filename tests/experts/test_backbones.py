@@ -147,3 +147,13 @@ def test_reset_classifier_starts_from_zero() -> None:
     probe.reset_classifier(7)
     assert probe.classifier.out_features == 7
     assert not probe.classifier.weight.any() and not probe.classifier.bias.any()
+
+
+@pytest.mark.parametrize("name", ["tiny_resnet", "resnet13"])
+def test_probes_pickle(name: str) -> None:
+    """Ray ships probes to workers; plain pickle must work too (no lambdas in the spec)."""
+    import pickle
+
+    probe = create_backbone(name, seed=4)
+    copy = pickle.loads(pickle.dumps(probe))
+    assert copy.info == probe.info and torch.equal(copy.body.conv1.weight, probe.body.conv1.weight)

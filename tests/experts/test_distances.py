@@ -69,7 +69,7 @@ def test_symmetric_properties(hessians, backend):
 
 def test_native_and_torch_agree_and_threads_are_bitwise_identical():
     if "native" not in BACKENDS:
-        pytest.skip("no native kernel on this machine")
+        pytest.skip(reason="no native kernel on this machine (no C compiler or not x86-64)")
     rng = np.random.default_rng(4)
     X = rng.random((67, 50)) ** 4  # several 32-row tiles, an odd row count, columns not a multiple of 8
     X[rng.random(X.shape) < 0.1] = 0.0
@@ -184,7 +184,7 @@ def test_asymmetric_rejects_a_misshapen_trivial_embedding(hessians):
 
 def test_native_kernel_builds_into_a_fresh_cache(tmp_path):
     if "native" not in BACKENDS:
-        pytest.skip("no native kernel on this machine")
+        pytest.skip(reason="no native kernel on this machine (no C compiler or not x86-64)")
     import ctypes
 
     path = distances._build(tmp_path, "fresh")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -16,13 +15,6 @@ from experts.fisher import (
 )
 from experts.task2vec import FisherData, Task2VecConfig, norm_mode
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _tiny(num_classes: int = 3) -> nn.Module:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +16,6 @@ from tasks.errors import TaskSweepInputError
 
 SMALL = Task2VecConfig(batch_size=4, fisher_samples=8, head_epochs=1, head_samples_per_epoch=8)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _folder(root: Path, classes: dict[str, int]) -> Path:

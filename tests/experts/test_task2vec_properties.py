@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -17,14 +16,6 @@ from tasks.errors import TaskSweepInputError
 SMALL = Task2VecConfig(batch_size=8, fisher_samples=48, head_epochs=2, head_samples_per_epoch=64, max_samples=64,
                        variational_epochs=1)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny ops on a shared 2-core machine run faster and steadier on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

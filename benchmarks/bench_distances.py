@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from experts.distances import _native_kernel, asymmetric, symmetric, trivial_embedding
+from experts.distances import asymmetric, symmetric, trivial_embedding
+from experts.normcos import _native_kernel
 
 
 def fisher_like(n: int, d: int, seed: int = 0) -> np.ndarray:

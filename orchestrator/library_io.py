@@ -8,6 +8,7 @@ Layout under ``<results>/<run_id>/``: ``tasks/<source>.parquet``, ``images/<sour
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -72,3 +73,16 @@ def load_library(store: ResultStore, run_id: str) -> Library:
 
 def _cast(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
     return table.select(schema.names).cast(with_version(schema, name))
+
+
+def ensure_mini_datasets(mini_dir: Path, seed: int = 0) -> dict[str, Path]:
+    """The mini datasets' roots, generating them first when ``mini_dir`` holds none."""
+    import json
+
+    from tasks.mini import DATASETS, MARKER, generate_mini_datasets
+
+    marker = mini_dir / MARKER  # written last by the generator
+    if marker.exists() and json.loads(marker.read_text()).get("seed") == seed:
+        return {name: mini_dir / name for name in DATASETS}
+    logging.getLogger(__name__).info("generating the mini datasets under %s", mini_dir)
+    return generate_mini_datasets(mini_dir, seed=seed)

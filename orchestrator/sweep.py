@@ -22,7 +22,7 @@ from orchestrator.commit import RunRecorder
 from orchestrator.config import SweepConfig
 from orchestrator.context import SweepContext
 from orchestrator.driver import StageReport, run_stage
-from orchestrator.library_io import load_library, write_library
+from orchestrator.library_io import ensure_mini_datasets, load_library, write_library
 from orchestrator.plan import STAGES, Plan, plan
 from orchestrator.runners import InlineRunner
 from orchestrator.store import ResultStore
@@ -124,8 +124,6 @@ def dataset_roots(config: SweepConfig) -> dict[str, Path]:
     roots = {k: v for k, v in (("inat2018", d.inat2018), ("cub200", d.cub200), ("imat2018", d.imat2018),
                                ("deepfashion", d.deepfashion)) if v is not None}
     if d.mini:
-        from orchestrator.commands.library import ensure_mini_datasets
-
         roots = {**ensure_mini_datasets(Path(d.mini_dir), seed=d.mini_seed), **roots}
     for name, root in roots.items():
         if not Path(root).is_dir():

@@ -41,7 +41,7 @@ def launch(config_file, mini, results, s3_endpoint, run_id, resume_id, address, 
     """Run the sweep: library → experts → heads → embeddings → distances, as Parquet under RESULTS/RUN_ID/."""
     from orchestrator.cost import describe
     from orchestrator.plan import plan
-    from orchestrator.sweep import ensure_library, launch as run_sweep
+    from orchestrator.sweep import launch as run_sweep
 
     setup_logging(verbose)
     overrides: dict = dict(MINI_PRESET) if mini else {}

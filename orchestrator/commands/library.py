@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
 import click
 
 from orchestrator.commands._common import default_run_id, results_options, setup_logging, user_errors
-from orchestrator.library_io import write_library
+from orchestrator.library_io import ensure_mini_datasets, write_library
 from orchestrator.store import open_store
 from tasks.config import LibraryConfig
 from tasks.library import build_library
-
-log = logging.getLogger("orchestrate.library")
 
 _DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
@@ -76,16 +73,3 @@ def library(
     for name, c in summary["counts"].items():
         click.echo(f"{name:12s} {c['tasks']:5d} tasks  {c['images']:8d} images  {c['skips']:5d} skips recorded")
     click.echo(f"{summary['n_tasks']} tasks written to {store.uri}/{run_id} in {time.perf_counter() - start:.1f} s")
-
-
-def ensure_mini_datasets(mini_dir: Path, seed: int = 0) -> dict[str, Path]:
-    """The mini datasets' roots, generating them first when ``mini_dir`` holds none."""
-    import json
-
-    from tasks.mini import DATASETS, MARKER, generate_mini_datasets
-
-    marker = mini_dir / MARKER  # written last by the generator
-    if marker.exists() and json.loads(marker.read_text()).get("seed") == seed:
-        return {name: mini_dir / name for name in DATASETS}
-    log.info("generating the mini datasets under %s", mini_dir)
-    return generate_mini_datasets(mini_dir, seed=seed)

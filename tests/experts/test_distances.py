@@ -7,7 +7,7 @@ import pytest
 from scipy.spatial.distance import cosine as scipy_cosine
 from scipy.spatial.distance import correlation as scipy_correlation
 
-from experts import distances
+from experts import normcos
 from experts.distances import (
     asymmetric,
     get_distance,
@@ -17,7 +17,7 @@ from experts.distances import (
     trivial_embedding,
 )
 
-BACKENDS = ["torch"] + (["native"] if distances._native_kernel() is not None else [])
+BACKENDS = ["torch"] + (["native"] if normcos._native_kernel() is not None else [])
 
 
 def slow_dsym(a: np.ndarray, b: np.ndarray) -> float:
@@ -187,8 +187,8 @@ def test_native_kernel_builds_into_a_fresh_cache(tmp_path):
         pytest.skip(reason="no native kernel on this machine (no C compiler or not x86-64)")
     import ctypes
 
-    path = distances._build(tmp_path, "fresh")
+    path = normcos._build(tmp_path, "fresh")
     assert path.parent == tmp_path and path.exists()
     assert ctypes.CDLL(str(path)).ts_normcos_supported() == 1
-    assert distances._build(tmp_path, "fresh") == path  # cached: not rebuilt
+    assert normcos._build(tmp_path, "fresh") == path  # cached: not rebuilt
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary files left behind

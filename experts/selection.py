@@ -1,0 +1,106 @@
+"""Expert selection (the meta-learning stage): who picks which expert, and how far from the best.
+
+A meta-task is ``errors`` ``(T, E)``: the test error of expert e's linear head on task t, NaN where
+the pair is not allowed (an expert fine-tuned on task t itself is excluded for t: a selector would
+otherwise only have to recognise the task). Every selector returns one expert index per task; its
+score per task is the relative error increase ``(err[t, chosen] − err_opt[t]) / err_opt[t]``,
+``err_opt[t]`` the best allowed error (brute force), floored at ``EPS`` so a task some expert solves
+perfectly stays finite. The table reports the mean over tasks, with a percentile bootstrap CI
+(tasks resampled with replacement). Chance is the expectation over the allowed experts, not a draw.
+
+Model2Vec here: the expert's score for task t is ``−(d_asym(m_e → t) + b_e) / τ`` with one learned
+bias ``b_e`` per expert and a temperature τ, trained with the k-way cross-entropy to predict the best
+expert, k-fold over tasks (a task's own errors never train the biases that select its expert). This
+is the paper's ``m_i = F_i + b_i`` linearised: the bias acts on the distance, not on the Fisher vector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+EPS = 1e-3
+
+
+@dataclass(frozen=True)
+class SelectionRow:
+    method: str
+    n_tasks: int
+    optimal_error: float  # mean over tasks of the brute-force best error
+    relative_increase: float  # mean over tasks of (err_selected − err_opt) / err_opt
+    ci_low: float
+    ci_high: float
+
+
+def optimal(errors: np.ndarray) -> np.ndarray:
+    """Brute-force best allowed expert per task."""
+    return np.nanargmin(errors, axis=1)
+
+
+def per_task_increase(errors: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    best = np.maximum(np.nanmin(errors, axis=1), EPS)
+    picked = errors[np.arange(len(errors)), chosen]
+    if np.isnan(picked).any():
+        raise ValueError("a selector chose an expert that is not allowed for its task")
+    return (picked - best) / best
+
+
+def chance_increase(errors: np.ndarray) -> np.ndarray:
+    """Expected relative increase per task of an expert drawn uniformly among the allowed ones."""
+    best = np.maximum(np.nanmin(errors, axis=1), EPS)
+    return np.nanmean((errors - best[:, None]) / best[:, None], axis=1)
+
+
+def nearest(distance: np.ndarray, errors: np.ndarray) -> np.ndarray:
+    """The allowed expert with the smallest distance (NaN distances are never chosen)."""
+    d = np.where(np.isnan(errors) | np.isnan(distance), np.inf, distance)
+    if np.isinf(d).all(axis=1).any():
+        raise ValueError("some task has no allowed expert with a distance")
+    return d.argmin(axis=1)
+
+
+def bootstrap_ci(values: np.ndarray, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (n_boot, len(values)))].mean(1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def row(method: str, errors: np.ndarray, increase: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> SelectionRow:
+    lo, hi = bootstrap_ci(increase, n_boot=n_boot, seed=seed)
+    return SelectionRow(method, len(increase), float(np.nanmin(errors, axis=1).mean()), float(increase.mean()), lo, hi)
+
+
+def model2vec(d_asym: np.ndarray, errors: np.ndarray, *, folds: int = 5, steps: int = 300, lr: float = 0.05,
+              seed: int = 0) -> np.ndarray:
+    """Model2Vec's choice per task, each task scored by biases trained on the other folds only."""
+    t = len(errors)
+    order = np.random.default_rng(seed).permutation(t)
+    chosen = np.empty(t, dtype=np.int64)
+    for held in np.array_split(order, min(folds, t)):
+        train = np.setdiff1d(order, held)
+        bias, log_tau = _fit_bias(d_asym[train], errors[train], steps, lr, seed)
+        scores = -(d_asym[held] + bias[None, :]) / np.exp(log_tau)
+        chosen[held] = nearest(-scores, errors[held])
+    return chosen
+
+
+def _fit_bias(d: np.ndarray, errors: np.ndarray, steps: int, lr: float, seed: int) -> tuple[np.ndarray, float]:
+    e = d.shape[1]
+    if len(d) == 0:
+        return np.zeros(e), 0.0
+    torch.manual_seed(seed)
+    allowed = torch.from_numpy(~(np.isnan(errors) | np.isnan(d)))
+    dist = torch.from_numpy(np.nan_to_num(d, nan=0.0))
+    target = torch.from_numpy(optimal(errors))
+    bias = torch.zeros(e, dtype=torch.float64, requires_grad=True)
+    log_tau = torch.tensor(float(np.log(np.nanstd(d) + 1e-6)), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([bias, log_tau], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        logits = (-(dist + bias) / log_tau.exp()).masked_fill(~allowed, float("-inf"))
+        torch.nn.functional.cross_entropy(logits, target).backward()
+        opt.step()
+    return bias.detach().numpy(), float(log_tau.detach())

@@ -104,3 +104,23 @@ def _fit_bias(d: np.ndarray, errors: np.ndarray, steps: int, lr: float, seed: in
         torch.nn.functional.cross_entropy(logits, target).backward()
         opt.step()
     return bias.detach().numpy(), float(log_tau.detach())
+
+
+def selection_table(errors: np.ndarray, *, generic: int | None, d_sym: np.ndarray, d_asym: np.ndarray,
+                    scores: dict[str, np.ndarray] | None = None, folds: int = 5, n_boot: int = 1000,
+                    seed: int = 0) -> list[SelectionRow]:
+    """Every selector's row for one meta-task; ``scores`` (higher = better) add one row each.
+
+    Distance selectors choose among the experts with a distance (fine-tuned ones); a score
+    selector among the experts with a score; the ImageNet row is the ``generic`` column.
+    """
+    rows = [row("Chance", errors, chance_increase(errors), n_boot=n_boot, seed=seed)]
+    if generic is not None and not np.isnan(errors[:, generic]).any():
+        rows.append(row("ImageNet", errors, per_task_increase(errors, np.full(len(errors), generic)), n_boot=n_boot, seed=seed))
+    pick = {"Task2Vec": nearest(d_sym, errors), "Asym. Task2Vec": nearest(d_asym, errors),
+            "Model2Vec": model2vec(d_asym, errors, folds=folds, seed=seed)}
+    for name, values in (scores or {}).items():
+        if not np.isnan(np.where(np.isnan(errors), 0.0, values)).any():
+            pick[name] = nearest(-values, errors)
+    rows += [row(name, errors, per_task_increase(errors, c), n_boot=n_boot, seed=seed) for name, c in pick.items()]
+    return rows

@@ -92,3 +92,15 @@ def hscore(features: np.ndarray, labels: np.ndarray) -> float:
     between = class_means.T @ class_means / len(f)
     cov = LedoitWolf(assume_centered=True).fit(f).covariance_
     return float(np.trace(np.linalg.pinv(cov, hermitian=True) @ between))
+
+
+def all_scores(features: np.ndarray, labels: np.ndarray, source_logits: np.ndarray | None) -> dict[str, float | None]:
+    """The four scores of one (expert, task) on its training rows; LEEP/NCE None without a source head."""
+    out: dict[str, float | None] = {"logme": logme(features, labels), "hscore": hscore(features, labels),
+                                    "leep": None, "nce": None}
+    if source_logits is not None:
+        z = source_logits - source_logits.max(1, keepdims=True)
+        probs = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+        out["leep"] = leep(probs, labels)
+        out["nce"] = nce(source_logits.argmax(1), labels)
+    return out

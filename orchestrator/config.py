@@ -108,6 +108,35 @@ class RuntimeConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
+Source = Literal["inat2018", "cub200", "imat2018", "deepfashion"]
+
+
+class MetaTaskConfig(_Section):
+    """One meta-task of the selection table: target tasks and candidate experts, by source."""
+
+    name: str
+    task_sources: list[Source] | Literal["all"] = "all"
+    # fine-tuned experts whose training tasks all come from these sources; the generic expert is always
+    # a candidate (the "ImageNet" row)
+    expert_sources: list[Source] | Literal["all"] = "all"
+
+
+def _default_meta_tasks() -> list[MetaTaskConfig]:
+    return [MetaTaskConfig(name="iNat+CUB", task_sources=["inat2018", "cub200"], expert_sources=["inat2018", "cub200"]),
+            MetaTaskConfig(name="Mixed")]
+
+
+class ReportConfig(_Section):
+    """``orchestrate report``/``recommend``: meta-tasks and selection settings (docs/sweep.md)."""
+
+    meta_tasks: list[MetaTaskConfig] = Field(default_factory=_default_meta_tasks)
+    method: Literal["montecarlo", "montecarlo_exact", "variational"] = "montecarlo"
+    selector: Literal["asymmetric", "symmetric"] = "asymmetric"
+    bootstrap: int = Field(1000, ge=10)
+    folds: int = Field(5, ge=2)
+    seed: int = 0
+
+
 class SweepConfig(_Section):
     datasets: DatasetsConfig = DatasetsConfig()
     library: LibraryConfig = LibraryConfig()
@@ -117,6 +146,7 @@ class SweepConfig(_Section):
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
     distances: DistancesConfig = DistancesConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    report: ReportConfig = ReportConfig()
 
     @model_validator(mode="after")
     def _some_dataset(self) -> "SweepConfig":

@@ -90,6 +90,20 @@ class SweepContext:
             self._experts.popitem(last=False)
         return net
 
+    def expert_classifier(self, expert_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The expert's own head as (weight (Z, D), bias (Z,)): the probe's classifier for the generic
+        expert (random when the probe is not pretrained), the fine-tuned one otherwise; None if absent."""
+        from orchestrator.stages.experts import classifier_key, is_generic
+
+        if is_generic(expert_id):
+            layer = self.probe.classifier
+            return layer.weight.detach().cpu().numpy(), layer.bias.detach().cpu().numpy()
+        key = classifier_key(self.run_id, expert_id)
+        if not self.store.exists(key):
+            return None
+        state = torch.load(io.BytesIO(self.store.read_bytes(key)), map_location="cpu", weights_only=True)
+        return state["weight"].numpy(), state["bias"].numpy()
+
     def dataset(self, task: TaskSpec, split: str, *, train_transform: bool = False) -> TaskImageDataset:
         paths, targets = self.library.examples(task.task_id, split)
         root = self.library.sources[task.source].root

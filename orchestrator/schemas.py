@@ -56,6 +56,11 @@ HEADS_SCHEMA = pa.schema(
         pa.field("train_loss", pa.float64(), nullable=False),
         pa.field("test_loss", pa.float64()),
         pa.field("pretrained", pa.bool_(), nullable=False),
+        # forward-only transferability scores on the training rows (experts/transferability.py)
+        pa.field("logme", pa.float64()),
+        pa.field("leep", pa.float64()),  # null when the expert's own classifier is not stored
+        pa.field("nce", pa.float64()),
+        pa.field("hscore", pa.float64()),
     ]
 )
 

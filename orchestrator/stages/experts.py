@@ -40,6 +40,11 @@ def checkpoint_key(run_id: str, expert_id: str) -> str:
     return f"{run_id}/checkpoints/{hashlib.sha256(expert_id.encode()).hexdigest()[:20]}.pt"
 
 
+def classifier_key(run_id: str, expert_id: str) -> str:
+    """The expert's own linear classifier (``weight``, ``bias``), next to its feature extractor."""
+    return checkpoint_key(run_id, expert_id).removesuffix(".pt") + ".classifier.pt"
+
+
 class _Relabelled(Dataset):
     """A task's dataset with its local labels mapped into a group's label space."""
 
@@ -78,6 +83,9 @@ class TrainExpert(WorkUnit):
         torch.save(result.feature_extractor_state, buffer)
         key = checkpoint_key(ctx.run_id, self.expert_id)
         ctx.store.write_bytes(key, buffer.getvalue())
+        head = io.BytesIO()
+        torch.save(result.classifier_state, head)
+        ctx.store.write_bytes(classifier_key(ctx.run_id, self.expert_id), head.getvalue())
         row = {
             "run_id": ctx.run_id, "expert_id": self.expert_id, "kind": "finetuned", "probe": probe.info.name,
             "pretrained": probe.info.pretrained, "task_ids": list(self.task_ids), "n_classes": n_classes,

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from experts.features import extract_features
 from experts.heads import HeadSpec, HeadTrainConfig, train_heads
+from experts.transferability import all_scores
 from orchestrator.schemas import HEADS_SCHEMA, versioned
 from orchestrator.units import WorkUnit
 from tasks.library import task_rows
@@ -51,11 +52,21 @@ class FitHeads(WorkUnit):
         results = train_heads(features, specs, config=HeadTrainConfig(epochs=cfg.epochs, lr=cfg.lr,
                               weight_decay=cfg.weight_decay, seed=cfg.seed), device=ctx.device)
         pretrained = ctx.probe.info.pretrained
+        scores = _transferability(features.numpy(), specs, ctx.expert_classifier(self.expert_id))
         out = [
             {"run_id": ctx.run_id, "expert_id": self.expert_id, "task_id": r.task_id, "n_classes": r.n_classes,
              "n_train": r.n_train, "n_test": r.n_test, "train_error": r.train_error,
              "test_error": None if math.isnan(r.test_error) else r.test_error, "train_loss": r.train_loss,
-             "test_loss": None if math.isnan(r.test_loss) else r.test_loss, "pretrained": pretrained}
+             "test_loss": None if math.isnan(r.test_loss) else r.test_loss, "pretrained": pretrained, **scores[r.task_id]}
             for r in results
         ]
         return {"heads": pa.Table.from_pylist(out, schema=versioned(HEADS_SCHEMA, "heads"))}
+
+
+def _transferability(features: np.ndarray, specs: list[HeadSpec],
+                     classifier: tuple[np.ndarray, np.ndarray] | None) -> dict[str, dict[str, float | None]]:
+    """LogME, H-score, LEEP, NCE of every task on its training rows of the cached features."""
+    features = features.astype(np.float64)
+    logits = None if classifier is None else features @ classifier[0].T.astype(np.float64) + classifier[1]
+    return {s.task_id: all_scores(features[s.train_idx], s.targets[s.train_idx],
+                                  None if logits is None else logits[s.train_idx]) for s in specs}

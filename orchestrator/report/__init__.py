@@ -1,0 +1,1 @@
+"""``orchestrate report``: the selection table and figures, from the Parquet tables only."""

@@ -1,0 +1,88 @@
+"""A run's results as numpy arrays for the report: read once from the Parquet tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from orchestrator.config import MetaTaskConfig, SweepConfig
+from orchestrator.store import ResultStore
+from tasks.errors import TaskSweepInputError
+
+SCORES = ("logme", "leep", "nce", "hscore")
+
+
+@dataclass(frozen=True)
+class RunData:
+    config: SweepConfig
+    tasks: list[str]  # every task with heads, sorted
+    source: dict[str, str]  # task id -> source
+    experts: list[str]
+    generic: str | None
+    expert_tasks: dict[str, list[str]]
+    errors: np.ndarray  # (T, E) head test error
+    scores: dict[str, np.ndarray]  # name -> (T, E), NaN when null
+    d_sym: np.ndarray  # (T, T) over ``tasks``, [a, b]
+    d_asym: np.ndarray  # (T, T), a -> b
+    d_tax: np.ndarray  # (T, T), NaN outside iNat/CUB
+    embeddings: dict[str, np.ndarray]  # task -> Fisher embedding of the report's method
+
+    def index(self, task: str) -> int:
+        return self.tasks.index(task)
+
+    def expert_distance(self, kind: str) -> np.ndarray:
+        """(T, E): mean d(expert's training task -> t); NaN for the generic expert or unknown tasks."""
+        d = self.d_asym if kind == "asymmetric" else self.d_sym
+        pos = {t: i for i, t in enumerate(self.tasks)}
+        out = np.full(self.errors.shape, np.nan)
+        for e, expert in enumerate(self.experts):
+            rows = [pos[t] for t in self.expert_tasks[expert] if t in pos]
+            if expert != self.generic and rows:
+                out[:, e] = d[rows].mean(0)
+        return out
+
+    def allowed(self, meta: MetaTaskConfig) -> tuple[np.ndarray, np.ndarray]:
+        """Rows (tasks) of the meta-task and its (T_m, E) error matrix, excluded pairs as NaN."""
+        rows = np.array([i for i, t in enumerate(self.tasks) if meta.task_sources == "all" or self.source[t] in meta.task_sources])
+        if len(rows) == 0:
+            raise TaskSweepInputError(f"meta-task {meta.name!r}: no task of {meta.task_sources} has heads in this run")
+        cols = np.array([e == self.generic or meta.expert_sources == "all"
+                         or all(self.source.get(t) in meta.expert_sources for t in self.expert_tasks[e]) for e in self.experts])
+        errors = self.errors[rows].copy()
+        errors[:, ~cols] = np.nan
+        for r, i in enumerate(rows):  # an expert fine-tuned on exactly this task is not a candidate for it
+            for e, expert in enumerate(self.experts):
+                if self.expert_tasks[expert] == [self.tasks[i]]:
+                    errors[r, e] = np.nan
+        return rows, errors
+
+
+def load_run(store: ResultStore, run_id: str, config: SweepConfig | None = None) -> RunData:
+    if not store.exists(f"{run_id}/run.json"):
+        raise TaskSweepInputError(f"no run.json under {store.uri}/{run_id}: check --results and --run-id")
+    config = config or SweepConfig.model_validate(store.read_json(f"{run_id}/run.json")["config"])
+    table = lambda name: store.read_dataset(f"{run_id}/{name}").to_table().to_pylist()  # noqa: E731
+    heads, experts = table("heads"), table("experts")
+    tasks = sorted({h["task_id"] for h in heads})
+    names = sorted(e["expert_id"] for e in experts)
+    generic = next((e["expert_id"] for e in experts if e["kind"] == "generic"), None)
+    t_pos, e_pos = {t: i for i, t in enumerate(tasks)}, {e: i for i, e in enumerate(names)}
+    errors = np.full((len(tasks), len(names)), np.nan)
+    scores = {s: errors.copy() for s in SCORES}
+    for h in heads:
+        i, j = t_pos[h["task_id"]], e_pos[h["expert_id"]]
+        errors[i, j] = np.nan if h["test_error"] is None else h["test_error"]
+        for s in SCORES:
+            scores[s][i, j] = np.nan if h.get(s) is None else h[s]
+    method = config.report.method
+    d = {k: np.full((len(tasks), len(tasks)), np.nan) for k in ("d_sym", "d_asym", "d_tax")}
+    for r in table("distances"):
+        if r["method"] == method and r["task_a"] in t_pos and r["task_b"] in t_pos:
+            for k in d:
+                d[k][t_pos[r["task_a"]], t_pos[r["task_b"]]] = np.nan if r[k] is None else r[k]
+    embeddings = {r["task_id"]: np.asarray(r["embedding"], dtype=np.float64) for r in table("embeddings")
+                  if r["method"] == method and r["task_id"] in t_pos}
+    source = {r["task_id"]: r["source"] for r in table("tasks")}
+    return RunData(config, tasks, source, names, generic, {e["expert_id"]: list(e["task_ids"]) for e in experts},
+                   errors, scores, d["d_sym"], d["d_asym"], d["d_tax"], embeddings)

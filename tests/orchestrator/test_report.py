@@ -1,0 +1,83 @@
+"""``orchestrate report`` on one shared mini sweep (per-task experts on iNat/CUB, inline runner)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from orchestrator.cli import main
+from orchestrator.config import SweepConfig
+from orchestrator.store import open_store
+from orchestrator.sweep import launch
+from tests.orchestrator.sweep_helpers import read_table
+
+
+@pytest.fixture(scope="module")
+def report_run(tmp_path_factory, mini_roots, mini_library) -> tuple[Path, str]:
+    by_source: dict[str, list[str]] = {}
+    for t in mini_library.tasks:
+        by_source.setdefault(t.source, []).append(t.task_id)
+    fine = by_source["inat2018"][:3] + by_source["cub200"][:3]
+    config = SweepConfig.model_validate({
+        "datasets": {k: str(v) for k, v in mini_roots.items()},
+        "tasks": {"include": fine + by_source["imat2018"][:2] + by_source["deepfashion"][:2]},
+        "experts": {"train_on": fine, "epochs": 1, "batch_size": 16},
+        "heads": {"epochs": 30},
+        "embeddings": {"probe": "tiny_resnet", "max_samples": 32, "fisher_samples": 32, "head_epochs": 1, "batch_size": 16},
+        "runtime": {"image_size": 32, "feature_batch_size": 64, "runner": "inline"},
+        "report": {"bootstrap": 200, "folds": 3},
+    })
+    root = tmp_path_factory.mktemp("report") / "results"
+    launch(config, open_store(str(root)), run_id="rep", show_progress=False)
+    return root, "rep"
+
+
+def test_heads_rows_carry_all_four_transferability_scores(report_run) -> None:
+    root, run_id = report_run
+    heads = read_table(open_store(str(root)), run_id, "heads").to_pylist()
+    assert len(heads) == 7 * 10  # 6 fine-tuned + generic, 10 tasks
+    for h in heads:
+        assert all(h[s] is not None and np.isfinite(h[s]) for s in ("logme", "leep", "nce", "hscore")), h
+        assert h["nce"] <= 1e-12  # −H(Y|Z) is never positive
+
+
+def test_report_writes_the_selection_table_and_figures(report_run, tmp_path) -> None:
+    root, run_id = report_run
+    out = tmp_path / "report"
+    result = CliRunner().invoke(main, ["report", "--results", str(root), "--run-id", run_id, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = (out / "index.html").read_text()
+    for text in ("iNat+CUB", "Mixed", "Chance", "ImageNet", "Asym. Task2Vec", "Model2Vec", "LogME", "LEEP", "NCE", "H-score"):
+        assert text in page, text
+    for png in ("tsne.png", "similarity.png", "norm_vs_error.png", "taxonomy.png", "errors.png"):
+        assert (out / png).stat().st_size > 1000, png
+
+
+def test_optimal_error_and_chance_match_a_direct_computation_from_heads(report_run) -> None:
+    from orchestrator.report.data import load_run
+    from orchestrator.report.html import meta_task_tables
+
+    root, run_id = report_run
+    store = open_store(str(root))
+    tables = meta_task_tables(load_run(store, run_id))
+    heads = read_table(store, run_id, "heads").to_pylist()
+    experts = {e["expert_id"]: e["task_ids"] for e in read_table(store, run_id, "experts").to_pylist()}
+    best, chance = [], []
+    for task in sorted({h["task_id"] for h in heads}):  # Mixed: every task, every expert but its own
+        errs = [h["test_error"] for h in heads if h["task_id"] == task and experts[h["expert_id"]] != [task]]
+        b = max(min(errs), 1e-3)
+        best.append(min(errs))
+        chance.append(np.mean([(e - b) / b for e in errs]))
+    rows = {r.method: r for r in tables["Mixed"]}
+    assert rows["Chance"].optimal_error == pytest.approx(np.mean(best))
+    assert rows["Chance"].relative_increase == pytest.approx(np.mean(chance))
+    assert all(r.relative_increase >= 0 and r.ci_low <= r.relative_increase <= r.ci_high for r in rows.values())
+    assert tables["iNat+CUB"][0].n_tasks == 6
+
+
+def test_report_on_a_missing_run_is_a_clear_error(tmp_path) -> None:
+    result = CliRunner().invoke(main, ["report", "--results", str(tmp_path), "--run-id", "nope", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "no run.json" in result.output and "Traceback" not in result.output

@@ -12,6 +12,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from experts.training import ExpertTrainConfig
 from tasks.config import LibraryConfig
 from tasks.errors import TaskSweepInputError
 
@@ -41,7 +42,26 @@ class TaskSelection(_Section):
     seed: int = 0
 
 
-class ExpertsConfig(_Section):
+class _FineTuneBudget(_Section):
+    """Whole-network fine-tuning settings (``experts.training.ExpertTrainConfig``), shared by experts and transfer."""
+
+    epochs: int = Field(3, ge=1, le=1000)
+    lr: float = Field(0.01, gt=0, le=10)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0, le=1)
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    batch_size: int = Field(32, ge=1, le=4096)
+    augmentation: bool = True
+
+    def training_fields(self) -> dict:
+        """The keys that decide a fine-tuning run."""
+        return self.model_dump(mode="json", include=set(_FineTuneBudget.model_fields))
+
+    def train_config(self, seed: int) -> ExpertTrainConfig:
+        return ExpertTrainConfig(seed=seed, **self.training_fields())
+
+
+class ExpertsConfig(_FineTuneBudget):
     """Which experts exist: the generic one (the probe itself) and experts fine-tuned on tasks/groups."""
 
     generic: bool = True
@@ -50,13 +70,6 @@ class ExpertsConfig(_Section):
     # "all_selected": one expert per selected task (iNat/CUB style), capped by max_experts.
     per_task: bool = False
     max_experts: int | None = Field(None, ge=1)
-    epochs: int = Field(3, ge=1, le=1000)
-    lr: float = Field(0.01, gt=0, le=10)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(1e-4, ge=0, le=1)
-    schedule: Literal["cosine", "step", "constant"] = "cosine"
-    batch_size: int = Field(32, ge=1, le=4096)
-    augmentation: bool = True
     seed: int = 0
 
 
@@ -95,6 +108,25 @@ class DistancesConfig(_Section):
         default_factory=lambda: ["symmetric", "asymmetric", "taxonomic", "domain"]
     )
     alpha: float = Field(0.15, ge=0, le=10)
+
+
+class TransferConfig(_FineTuneBudget):
+    """Stages ``transfer_init`` and ``transfer``: the fine-tuning distance D_ft over chosen (source, target) pairs.
+
+    ``mode``: ``off``; ``explicit`` (``pairs``); ``group`` (every ordered pair within each of ``groups``);
+    ``nearest`` (per target, the ``k`` candidates nearest by d_asym plus ``k`` random ones, chosen once the
+    distances are committed). Both sides of a pair fine-tune with the same budget and ``seeds``.
+    """
+
+    mode: Literal["off", "explicit", "group", "nearest"] = "off"
+    pairs: list[tuple[str, str]] = Field(default_factory=list, description="[source_task, target_task] (explicit)")
+    groups: list[str | list[str]] = Field(default_factory=list, description="source:<name> or a list of task ids")
+    k: int = Field(1, ge=1, description="nearest: k nearest by d_asym and k random sources per target")
+    candidates: list[str] = Field(default_factory=list, description="nearest: source tasks (empty: every selected task)")
+    targets: list[str] = Field(default_factory=list, description="nearest: target tasks (empty: every selected task)")
+    selection_seed: int = 0
+    method: str | None = Field(None, description="nearest: the Fisher method whose d_asym ranks (default: the first)")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
 
 
 class RuntimeConfig(_Section):
@@ -145,6 +177,7 @@ class SweepConfig(_Section):
     heads: HeadsConfig = HeadsConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
     distances: DistancesConfig = DistancesConfig()
+    transfer: TransferConfig = TransferConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     report: ReportConfig = ReportConfig()
 

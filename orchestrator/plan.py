@@ -1,8 +1,13 @@
 """Planning is pure: (config, library tasks) → work units per stage. No I/O, no Ray.
 
-Stages run in this order: ``experts`` → ``heads`` and ``embeddings`` → ``distances``. A unit's key
-covers its fields and a digest of the config sections it depends on, so changing (say) the heads'
-learning rate re-plans only heads units.
+Stages run in this order: ``experts`` → ``heads`` and ``embeddings`` → ``distances`` →
+``transfer_init`` → ``transfer``. A unit's key covers its fields and a digest of the config sections it
+depends on, so changing (say) the heads' learning rate re-plans only heads units.
+
+One exception to "planned up front": in ``transfer.mode: nearest`` the ``transfer`` units depend on the
+committed distances, so ``plan`` leaves that stage empty (``Plan.transfer_deferred``) and the sweep
+calls ``plan_transfer`` with the committed ``d_asym`` once the distances stage is done (still pure:
+same config and same distances, same units and keys).
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from orchestrator.stages.distances import ComputeDistances
 from orchestrator.stages.embeddings import EmbedDomain, EmbedTask
 from orchestrator.stages.experts import RegisterGeneric, TrainExpert, expert_id_for, generic_expert_id
 from orchestrator.stages.heads import FitHeads
+from orchestrator.stages.transfer import FineTuneFromInit, FineTuneFromSource
+from orchestrator.transfer_pairs import Pair, nearest_pairs, nearest_roles, sources_and_targets, static_pairs
 from orchestrator.units import WorkUnit, digest
 from tasks.errors import TaskSweepInputError
 from tasks.spec import TaskSpec
 
-STAGES = ("experts", "heads", "embeddings", "distances")
+STAGES = ("experts", "heads", "embeddings", "distances", "transfer_init", "transfer")
 
 
 @dataclass
@@ -27,6 +34,8 @@ class Plan:
     tasks: list[TaskSpec]
     experts: list[str]  # expert ids, generic first
     stages: dict[str, list[WorkUnit]] = field(default_factory=dict)
+    transfer_deferred: bool = False  # transfer.mode nearest: call plan_transfer after the distances
+    digests: dict[str, str] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {stage: len(self.stages.get(stage, [])) for stage in STAGES}
@@ -78,6 +87,8 @@ def expert_trainings(config: SweepConfig, tasks: list[TaskSpec]) -> dict[str, tu
         out.setdefault(expert_id_for(entry), members)
     if config.experts.max_experts is not None:
         out = dict(list(out.items())[: config.experts.max_experts])
+    for source in sources_and_targets(config.transfer, tasks)[0]:  # transfer sources need their own expert
+        out.setdefault(expert_id_for(source), (source,))
     return out
 
 
@@ -106,7 +117,49 @@ def plan(config: SweepConfig, library_tasks: list[TaskSpec]) -> Plan:
     dist_digest = digest([embed_digest, config.distances.model_dump(mode="json")])
     task_ids = tuple(t.task_id for t in tasks)
     result.stages["distances"] = [ComputeDistances(dist_digest, m, task_ids) for m in config.embeddings.methods]
+    result.digests = {"init": digest([probe_digest, config.transfer.training_fields()]),
+                      "transfer": digest([expert_digest, probe_digest, config.transfer.training_fields(),
+                                          dist_digest if config.transfer.mode == "nearest" else ""])}
+    _, targets = sources_and_targets(config.transfer, tasks)
+    result.stages["transfer_init"] = [init_unit(config, result, b, s) for b in targets for s in config.transfer.seeds]
+    result.transfer_deferred = config.transfer.mode == "nearest"
+    if config.transfer.mode == "nearest":
+        _check_nearest(config)
+        result.stages["transfer"] = []
+    else:
+        result.stages["transfer"] = transfer_units(config, result, static_pairs(config.transfer, tasks))
     return result
+
+
+def init_unit(config: SweepConfig, the_plan: Plan, target: str, seed: int) -> FineTuneFromInit:
+    return FineTuneFromInit(the_plan.digests["init"], generic_expert_id(config.embeddings.probe), target, seed)
+
+
+def transfer_units(config: SweepConfig, the_plan: Plan, pairs: list[Pair]) -> list[WorkUnit]:
+    """One from-source unit per (pair, seed), each joined to the shared from-init unit of (target, seed)."""
+    return [FineTuneFromSource(the_plan.digests["transfer"], p.source, p.target, s, p.selection,
+                               init_unit(config, the_plan, p.target, s).key)
+            for p in pairs for s in config.transfer.seeds]
+
+
+def plan_transfer(config: SweepConfig, the_plan: Plan, d_asym: dict[tuple[str, str], float]) -> list[WorkUnit]:
+    """The ``transfer`` units of ``nearest`` mode, given ``d_asym[(source, target)]`` (missing: ranked last)."""
+    targets, candidates = nearest_roles(config.transfer, the_plan.tasks)
+    pairs = nearest_pairs(targets, candidates, d_asym, k=config.transfer.k, seed=config.transfer.selection_seed)
+    return transfer_units(config, the_plan, pairs)
+
+
+def transfer_method(config: SweepConfig) -> str:
+    """The Fisher method whose ``d_asym`` ranks the nearest sources."""
+    return config.transfer.method or config.embeddings.methods[0]
+
+
+def _check_nearest(config: SweepConfig) -> None:
+    if transfer_method(config) not in config.embeddings.methods:
+        raise TaskSweepInputError(f"transfer.method {config.transfer.method!r} is not in embeddings.methods "
+                                  f"{config.embeddings.methods}")
+    if "asymmetric" not in config.distances.kinds:
+        raise TaskSweepInputError("transfer.mode nearest ranks by d_asym: add asymmetric to distances.kinds")
 
 
 def head_units(config: SweepConfig, tasks: list[TaskSpec], experts: list[str]) -> list[tuple[str, tuple[str, ...]]]:

@@ -79,6 +79,40 @@ DISTANCES_SCHEMA = pa.schema(
     ]
 )
 
+TRANSFER_INIT_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("target_task", pa.string(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("init_expert", pa.string(), nullable=False),  # generic/<probe>: the fixed initialisation
+        pa.field("pretrained", pa.bool_(), nullable=False),
+        pa.field("n_train", pa.int64(), nullable=False),
+        pa.field("n_test", pa.int64(), nullable=False),
+        pa.field("train_error", pa.float64(), nullable=False),
+        pa.field("test_error", pa.float64()),  # null when the target has no test images
+        pa.field("seconds", pa.float64(), nullable=False),
+    ]
+)
+
+TRANSFER_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("source_task", pa.string(), nullable=False),
+        pa.field("source_expert", pa.string(), nullable=False),  # expert/<source_task>
+        pa.field("target_task", pa.string(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("selection", pa.string(), nullable=False),  # explicit, group, nearest or random
+        pa.field("err_from_source", pa.float64()),  # test error on the target, fine-tuned from the source's expert
+        pa.field("err_from_init", pa.float64()),  # the same from the fixed initialisation (transfer_init)
+        pa.field("d_ft", pa.float64()),  # (err_from_source - err_from_init) / err_from_init; null if undefined
+        pa.field("train_error_from_source", pa.float64(), nullable=False),
+        pa.field("train_error_from_init", pa.float64(), nullable=False),
+        pa.field("n_train", pa.int64(), nullable=False),
+        pa.field("n_test", pa.int64(), nullable=False),
+        pa.field("seconds", pa.float64(), nullable=False),
+    ]
+)
+
 FAILURES_SCHEMA = pa.schema(
     [
         pa.field("run_id", pa.string(), nullable=False),

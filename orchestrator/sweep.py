@@ -2,7 +2,8 @@
 
 Order: open and check the store → ``run.json`` (effective config, versions, git revision, times) →
 the task library (built once per run) → the plan → for each stage, every uncommitted unit through a
-runner (Ray actors or in-process) → a stage manifest → ``_SUCCESS`` when every stage committed every
+runner (Ray actors or in-process; ``transfer`` units of ``nearest`` mode are planned here, from the
+committed distances, when that stage's turn comes) → a stage manifest → ``_SUCCESS`` when every stage committed every
 unit. ``resume`` re-enters a run: committed units are skipped, nothing is recomputed; a changed config
 is refused.
 """
@@ -18,12 +19,14 @@ from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
+import pyarrow.compute as pc
+
 from orchestrator.commit import RunRecorder
 from orchestrator.config import SweepConfig
 from orchestrator.context import SweepContext
 from orchestrator.driver import StageReport, run_stage
 from orchestrator.library_io import ensure_mini_datasets, load_library, write_library
-from orchestrator.plan import STAGES, Plan, plan
+from orchestrator.plan import STAGES, Plan, plan, plan_transfer, transfer_method
 from orchestrator.runners import InlineRunner
 from orchestrator.store import ResultStore
 from orchestrator.units import digest
@@ -74,6 +77,13 @@ def run_plan(the_plan: Plan, config: SweepConfig, store: ResultStore, run_id: st
     reports = []
     try:
         for stage in STAGES:
+            if stage == "transfer" and the_plan.transfer_deferred:
+                # pairs only from complete distances: a partial table would pick other pairs than the resume
+                if any(r.failed for r in reports if r.stage == "distances"):
+                    log.warning("transfer: not planned, the distances stage has failed units; resume the run")
+                    the_plan.stages[stage] = []
+                else:
+                    the_plan.stages[stage] = plan_transfer(config, the_plan, committed_d_asym(recorder, config))
             units = the_plan.stages.get(stage, [])
             report = run_stage(stage, units, runner, recorder, max_attempts=config.runtime.max_attempts,
                                show_progress=show_progress)
@@ -85,6 +95,16 @@ def run_plan(the_plan: Plan, config: SweepConfig, store: ResultStore, run_id: st
     finally:
         runner.close()
     return reports
+
+
+def committed_d_asym(recorder: RunRecorder, config: SweepConfig) -> dict[tuple[str, str], float]:
+    """``d_asym[(task_a, task_b)]`` of the transfer ranking method, from the committed distances."""
+    table = recorder.read_committed("distances", stage="distances")
+    if table is None:
+        return {}
+    rows = table.filter(pc.equal(table["method"], transfer_method(config)))
+    return {(a, b): d for a, b, d in zip(rows["task_a"].to_pylist(), rows["task_b"].to_pylist(),
+                                         rows["d_asym"].to_pylist()) if d is not None}
 
 
 def make_worker_state(store: ResultStore, run_id: str, config: SweepConfig) -> tuple[SweepContext, RunRecorder]:

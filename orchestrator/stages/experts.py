@@ -19,7 +19,7 @@ import pyarrow as pa
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
-from experts.training import ExpertTrainConfig, train_expert
+from experts.training import train_expert
 from orchestrator.schemas import EXPERTS_SCHEMA, versioned
 from orchestrator.units import WorkUnit
 
@@ -72,10 +72,7 @@ class TrainExpert(WorkUnit):
     def run(self, ctx) -> dict[str, pa.Table]:
         start = time.perf_counter()
         train_set, test_set, n_classes = self._datasets(ctx)
-        cfg = ctx.config.experts
-        config = ExpertTrainConfig(epochs=cfg.epochs, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                                   schedule=cfg.schedule, batch_size=cfg.batch_size, augmentation=cfg.augmentation,
-                                   seed=cfg.seed)
+        config = ctx.config.experts.train_config(ctx.config.experts.seed)
         probe = ctx.probe
         result = train_expert(probe.body, probe.info.feature_dim, n_classes, train_set, config=config,
                               device=ctx.device, val_set=test_set if len(test_set) else None)

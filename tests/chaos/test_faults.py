@@ -59,6 +59,7 @@ def test_worker_process_killed_mid_unit(baseline, tmp_path, ray_local) -> None:
     config, the_plan, want = baseline
     store = open_store(str(tmp_path / "results"))
     old = set(processes_running("ray::"))  # earlier runs' workers, which Ray may keep around
+    t0 = time.monotonic()
     thread, result = _launch_in_thread(config, store, "killed-worker")
     killed = []
     for _ in range(2):  # two kills, in different stages if the timing allows
@@ -67,12 +68,14 @@ def test_worker_process_killed_mid_unit(baseline, tmp_path, ray_local) -> None:
         killed.append((pid, time.monotonic()))
         wait_for(lambda: not pid_alive(pid), 10, "the killed worker to go")
     info = _finish(thread, result)
+    seconds = time.monotonic() - t0
     assert info["complete"]
     losses = sum(s["worker_losses"] for s in info["stages"].values())
     assert losses >= 1
     counts = exactly_once(store, "killed-worker", the_plan)
     assert_same_values(committed_rows(store, "killed-worker"), want)
-    FIGURES["worker killed"] = {**counts, "kills": len(killed), "worker_losses": losses}
+    FIGURES["worker killed"] = {**counts, "kills": len(killed), "worker_losses": losses,
+                                "seconds": round(seconds, 1)}
 
 
 def test_poisoned_task_is_recorded_and_the_sweep_completes(baseline, tmp_path, mini_roots, mini_library,
@@ -125,10 +128,12 @@ def test_s3_server_restarted_while_units_write(baseline, s3_server, ray_local, c
     s3_server.restart(down_s=3.0)
     down = time.monotonic() - t0
     info = _finish(thread, result)
+    seconds = time.monotonic() - t0
     assert info["complete"]
     counts = exactly_once(store, "s3-restart", the_plan)
     assert_same_values(committed_rows(store, "s3-restart"), want)
-    FIGURES["S3 restarted"] = {**counts, "server_down_s": round(down, 1), "server_start_s": round(s3_server.start_seconds, 1)}
+    FIGURES["S3 restarted"] = {**counts, "server_down_s": round(down, 1), "server_start_s": round(s3_server.start_seconds, 1),
+                             "seconds_from_restart": round(seconds, 1)}
     # secrets: nothing the sweep printed, logged or wrote carries the key or the secret
     out, err = capfd.readouterr()
     said = out + err + "\n".join(r.getMessage() for r in caplog.records)

@@ -25,6 +25,8 @@ from orchestrator.units import WorkUnit
 
 log = logging.getLogger(__name__)
 
+RESTART_WAIT_S = 60.0  # how long a restarting worker may take before it is replaced
+
 
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -102,11 +104,32 @@ class RayRunner:
             if isinstance(exc, ActorDiedError):
                 log.warning("worker %d died; starting a new one", slot)
                 self._actors[slot] = self._new_actor()
+            else:
+                self._await_restart(slot)
             return UnitOutcome(unit, None, exc, time.perf_counter() - start, lost_worker=True)
         except RayTaskError as exc:
             cause = exc.cause if isinstance(exc.cause, BaseException) else exc
             return UnitOutcome(unit, None, cause, time.perf_counter() - start)
         return UnitOutcome(unit, keys, None, seconds)
+
+    def _await_restart(self, slot: int) -> None:
+        """Wait (bounded) until Ray has restarted the worker in ``slot``, else replace it.
+
+        Without this the driver resubmits to an actor that is still restarting, gets
+        ``ActorUnavailableError`` at once, and burns the unit's worker-loss allowance in a spin.
+        """
+        deadline = time.monotonic() + RESTART_WAIT_S
+        while time.monotonic() < deadline:
+            try:
+                ray.get(self._actors[slot].info.remote(), timeout=max(0.1, deadline - time.monotonic()))
+                return
+            except ActorUnavailableError:
+                time.sleep(0.2)
+            except (ActorDiedError, RayActorError, ray.exceptions.GetTimeoutError):
+                break
+        log.warning("worker %d did not come back within %.0f s; starting a new one", slot, RESTART_WAIT_S)
+        ray.kill(self._actors[slot], no_restart=True)
+        self._actors[slot] = self._new_actor()
 
     def close(self) -> None:
         for actor in self._actors:

@@ -38,7 +38,7 @@ MINI_PRESET = {
 @user_errors
 def launch(config_file, mini, results, s3_endpoint, run_id, resume_id, address, runner, workers, dry_run,
            throughput, verbose) -> None:
-    """Run the sweep: library → experts → heads → embeddings → distances, as Parquet under RESULTS/RUN_ID/."""
+    """Run the sweep: library → experts → heads → embeddings → distances (→ transfer), as Parquet under RESULTS/RUN_ID/."""
     from orchestrator.cost import describe
     from orchestrator.plan import plan
     from orchestrator.sweep import launch as run_sweep

@@ -36,6 +36,9 @@ from tasks.library import Library, build_library
 log = logging.getLogger(__name__)
 
 
+RESUME_IGNORED_SECTIONS = ("report",)
+
+
 def new_run_id() -> str:
     return f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
 
@@ -154,13 +157,16 @@ def dataset_roots(config: SweepConfig) -> dict[str, Path]:
 def _open_run(store: ResultStore, run_id: str, config: SweepConfig, *, resume: bool) -> dict:
     key = f"{run_id}/run.json"
     config_json = config.model_dump(mode="json")
-    config_digest = digest(config_json)
+    # The report section shapes only `orchestrate report`, never a unit: it is kept in run.json but left
+    # out of the digest, so a resume is not refused for a report setting (nor for runs made before it).
+    computed = {k: v for k, v in config_json.items() if k not in RESUME_IGNORED_SECTIONS}
+    config_digest = digest(computed)
     if resume:
         if not store.exists(key):
             raise TaskSweepInputError(f"--resume {run_id}: no run.json under {store.uri}/{run_id}; check --results and the run id")
         info = store.read_json(key)
         if info.get("config_digest") != config_digest:
-            changed = sorted(k for k in config_json if config_json[k] != info.get("config", {}).get(k))
+            changed = sorted(k for k in computed if computed[k] != info.get("config", {}).get(k))
             raise TaskSweepInputError(
                 f"--resume {run_id}: the configuration differs from the run's (sections: {', '.join(changed) or '?'}); "
                 "resume with the same config (see run.json), or start a new run without --resume"

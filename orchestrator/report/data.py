@@ -8,6 +8,7 @@ import numpy as np
 
 from orchestrator.config import MetaTaskConfig, SweepConfig
 from orchestrator.store import ResultStore
+from orchestrator.transfer_report import TransferSummary, transfer_summary
 from tasks.errors import TaskSweepInputError
 
 SCORES = ("logme", "leep", "nce", "hscore")
@@ -27,6 +28,7 @@ class RunData:
     d_asym: np.ndarray  # (T, T), a -> b
     d_tax: np.ndarray  # (T, T), NaN outside iNat/CUB
     embeddings: dict[str, np.ndarray]  # task -> Fisher embedding of the report's method
+    transfer: TransferSummary | None = None  # D_ft pairs joined with distances (None: no transfer stage)
 
     def index(self, task: str) -> int:
         return self.tasks.index(task)
@@ -85,4 +87,5 @@ def load_run(store: ResultStore, run_id: str, config: SweepConfig | None = None)
                   if r["method"] == method and r["task_id"] in t_pos}
     source = {r["task_id"]: r["source"] for r in table("tasks")}
     return RunData(config, tasks, source, names, generic, {e["expert_id"]: list(e["task_ids"]) for e in experts},
-                   errors, scores, d["d_sym"], d["d_asym"], d["d_tax"], embeddings)
+                   errors, scores, d["d_sym"], d["d_asym"], d["d_tax"], embeddings,
+                   transfer_summary(store, run_id, method))

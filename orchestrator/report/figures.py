@@ -20,6 +20,7 @@ from scipy.stats import spearmanr  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
 from orchestrator.report.data import RunData  # noqa: E402
+from orchestrator.transfer_report import transfer_figure  # noqa: E402
 
 
 def tsne(data: RunData, path: Path) -> str:
@@ -90,6 +91,17 @@ def error_distribution(data: RunData, path: Path) -> str:
     return "Test error of every expert per task (grey); red ×: the expert the run's selector picks."
 
 
+def transfer(data: RunData, path: Path) -> str:
+    summary = data.transfer
+    if summary is None or not summary.pairs:
+        return "No transfer stage in this run (transfer.mode: off): no D_ft pairs measured."
+    transfer_figure(summary, path, title="Task2Vec distance vs fine-tuning distance D_ft")
+    c = summary.correlations
+    return (f"D_ft(a → b) over {len(summary.pairs)} measured pairs (seeds averaged, bars: their spread). "
+            f"Spearman ρ(d_asym, D_ft) = {c['d_asym'].rho:.2f} (p = {c['d_asym'].p_value:.2g}, "
+            f"n = {c['d_asym'].n_pairs}); ρ(d_sym, D_ft) = {c['d_sym'].rho:.2f} (p = {c['d_sym'].p_value:.2g}).")
+
+
 def norm_and_best_error(data: RunData) -> tuple[np.ndarray, np.ndarray]:
     rows = [i for i, t in enumerate(data.tasks) if t in data.embeddings and np.isfinite(data.errors[i]).any()]
     norm = np.array([np.linalg.norm(data.embeddings[data.tasks[i]]) for i in rows])
@@ -115,4 +127,5 @@ FIGURES: list[tuple[str, str, Callable[[RunData, Path], str]]] = [
     ("norm_vs_error.png", "Embedding norm and difficulty", norm_vs_error),
     ("taxonomy.png", "Taxonomic and embedding distance", taxonomy),
     ("errors.png", "Experts' errors per task", error_distribution),
+    ("transfer.png", "Task2Vec distance and transfer (D_ft)", transfer),
 ]

@@ -55,6 +55,7 @@ def test_report_writes_the_selection_table_and_figures(report_run, tmp_path) -> 
         assert text in page, text
     for png in ("tsne.png", "similarity.png", "norm_vs_error.png", "taxonomy.png", "errors.png"):
         assert (out / png).stat().st_size > 1000, png
+    assert "No transfer stage in this run" in page and not (out / "transfer.png").exists()  # transfer.mode: off
 
 
 def test_optimal_error_and_chance_match_a_direct_computation_from_heads(report_run) -> None:
@@ -82,3 +83,43 @@ def test_optimal_error_and_chance_match_a_direct_computation_from_heads(report_r
 def test_report_on_a_missing_run_is_a_clear_error(tmp_path) -> None:
     result = CliRunner().invoke(main, ["report", "--results", str(tmp_path), "--run-id", "nope", "--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and "no run.json" in result.output and "Traceback" not in result.output
+
+
+def test_recommend_ranks_every_expert_by_d_asym_from_the_runs_embeddings(report_run, tmp_path, mini_library) -> None:
+    import json
+
+    from experts.embed_folder import embed_image_folder
+    from experts.task2vec import Task2VecConfig
+    from tests.orchestrator.test_embed_cli import _image_folder
+
+    root, run_id = report_run
+    folder = _image_folder(tmp_path, mini_library)
+    result = CliRunner().invoke(main, ["recommend", str(folder), "--results", str(root), "--run-id", run_id, "--json"])
+    assert result.exit_code == 0, result.output
+    ranking = json.loads(result.output.strip().splitlines()[-1])
+    experts = read_table(open_store(str(root)), run_id, "experts").to_pylist()
+    assert sorted(r["expert_id"] for r in ranking) == sorted(e["expert_id"] for e in experts)
+    assert ranking[-1]["expert_id"].startswith("generic/") and ranking[-1]["d_asym"] is None  # no training task
+    ranked = [r["d_asym"] for r in ranking[:-1]]
+    assert ranked == sorted(ranked) and all(r["n_tasks"] == 1 for r in ranking[:-1])
+    # d_sym by its definition, from the run's stored embedding and the same embedding of the folder
+    new = embed_image_folder(folder, probe="tiny_resnet", max_samples=32, image_size=32, seed=0,
+                             config=Task2VecConfig(batch_size=16, head_epochs=1, fisher_samples=32)).hessian
+    stored = {r["task_id"]: np.array(r["embedding"]) for r in read_table(open_store(str(root)), run_id,
+                                                                         "embeddings").to_pylist()
+              if r["method"] == "montecarlo"}
+    top = next(e for e in experts if e["expert_id"] == ranking[0]["expert_id"])
+    a = stored[top["task_ids"][0]]
+    total = a + new
+    a_n, b_n = (np.divide(v, total, out=np.zeros_like(total), where=total > 0) for v in (a, new))
+    d_sym = 1 - a_n @ b_n / (np.linalg.norm(a_n) * np.linalg.norm(b_n))
+    assert abs(ranking[0]["d_sym"] - d_sym) < 1e-4
+
+
+def test_recommend_for_an_unknown_run_is_a_clear_error(report_run, tmp_path, mini_library) -> None:
+    from tests.orchestrator.test_embed_cli import _image_folder
+
+    root, _ = report_run
+    result = CliRunner().invoke(main, ["recommend", str(_image_folder(tmp_path, mini_library)), "--results", str(root),
+                                       "--run-id", "nope"])
+    assert result.exit_code != 0 and "no run.json" in result.output and "Traceback" not in result.output

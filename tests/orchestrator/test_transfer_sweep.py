@@ -80,3 +80,16 @@ def test_summary_joins_distances_and_draws_the_scatter(transfer_run, tmp_path) -
     assert not any(math.isnan(x) for x in summary.d_asym)
     assert summary.correlations["d_asym"].n_pairs <= 4
     assert transfer_figure(summary, tmp_path / "t.png").stat().st_size > 1000
+
+
+def test_report_shows_the_transfer_scatter_and_its_spearman(transfer_run, tmp_path) -> None:
+    from orchestrator.report.data import load_run
+    from orchestrator.report.html import write_report
+
+    _, store, _ = transfer_run
+    data = load_run(store, "t1")
+    assert data.transfer is not None and len(data.transfer.pairs) == 4
+    write_report(data, "t1", tmp_path)
+    page = (tmp_path / "index.html").read_text()
+    assert "Spearman ρ(d_asym, D_ft)" in page and "over 4 measured pairs" in page
+    assert (tmp_path / "transfer.png").stat().st_size > 1000

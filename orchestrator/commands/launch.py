@@ -60,7 +60,7 @@ def launch(config_file, mini, results, s3_endpoint, run_id, resume_id, address, 
     info = run_sweep(config, store, run_id=resume_id or run_id, resume=resume_id is not None)
     click.echo(f"\nrun {info['run_id']} → {store.uri}/{info['run_id']}")
     for stage, r in info["stages"].items():
-        click.echo(f"  {stage:<11} {r['planned']:>5} planned  {r['skipped'] + r['committed']:>5} committed  "
+        click.echo(f"  {stage:<13} {r['planned']:>5} planned  {r['skipped'] + r['committed']:>5} committed  "
                    f"{len(r['failed']):>3} failed")
     if not info["complete"]:
         raise click.ClickException(

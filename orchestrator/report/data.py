@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from orchestrator.config import MetaTaskConfig, SweepConfig
+from orchestrator.commit import RunRecorder
 from orchestrator.store import ResultStore
 from orchestrator.transfer_report import TransferSummary, transfer_summary
 from tasks.errors import TaskSweepInputError
@@ -64,7 +65,18 @@ def load_run(store: ResultStore, run_id: str, config: SweepConfig | None = None)
     if not store.exists(f"{run_id}/run.json"):
         raise TaskSweepInputError(f"no run.json under {store.uri}/{run_id}: check --results and --run-id")
     config = config or SweepConfig.model_validate(store.read_json(f"{run_id}/run.json")["config"])
-    table = lambda name: store.read_dataset(f"{run_id}/{name}").to_table().to_pylist()  # noqa: E731
+    recorder = RunRecorder(store, run_id)
+
+    def table(name: str) -> list[dict]:
+        """Committed rows only (through the ``_done`` markers: stray or partial parts are never read)."""
+        if name == "tasks":  # the library's table, written once by the driver
+            return store.read_dataset(f"{run_id}/tasks").to_table().to_pylist()
+        rows = recorder.read_committed(name, stage=name)
+        if rows is None:
+            raise TaskSweepInputError(f"run {run_id} has no committed {name} rows yet: finish it with "
+                                      f"orchestrate launch --resume {run_id}")
+        return rows.to_pylist()
+
     heads, experts = table("heads"), table("experts")
     tasks = sorted({h["task_id"] for h in heads})
     names = sorted(e["expert_id"] for e in experts)

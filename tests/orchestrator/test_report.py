@@ -123,3 +123,23 @@ def test_recommend_for_an_unknown_run_is_a_clear_error(report_run, tmp_path, min
     result = CliRunner().invoke(main, ["recommend", str(_image_folder(tmp_path, mini_library)), "--results", str(root),
                                        "--run-id", "nope"])
     assert result.exit_code != 0 and "no run.json" in result.output and "Traceback" not in result.output
+
+
+def test_report_reads_committed_parts_only(report_run, tmp_path) -> None:
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from orchestrator.report.data import load_run
+
+    root, run_id = report_run
+    copy = tmp_path / "results"
+    shutil.copytree(root, copy)
+    part = sorted((copy / run_id / "heads").glob("*.parquet"))[0]
+    stray = pq.read_table(part)
+    stray = stray.set_column(stray.schema.get_field_index("test_error"), "test_error",
+                             pa.array([1.0] * stray.num_rows))
+    pq.write_table(stray, copy / run_id / "heads" / "zz-partial-retry.parquet")  # no marker names it
+    want, got = load_run(open_store(str(root)), run_id), load_run(open_store(str(copy)), run_id)
+    np.testing.assert_array_equal(got.errors, want.errors)

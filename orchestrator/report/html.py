@@ -33,8 +33,8 @@ def write_report(data: RunData, run_id: str, out: Path) -> dict[str, list[Select
     out.mkdir(parents=True, exist_ok=True)
     tables = meta_task_tables(data)
     parts = [f"<h1>Run {html.escape(run_id)}</h1>", "<h2>Expert selection</h2>",
-             "<p>Relative error increase = mean over tasks of (err<sub>selected</sub> − err<sub>opt</sub>) / "
-             "err<sub>opt</sub>; 95 % bootstrap interval over tasks.</p>"]
+             "<p>Relative error increase = (mean<sub>t</sub> err<sub>selected</sub> − mean<sub>t</sub> "
+             "err<sub>opt</sub>) / mean<sub>t</sub> err<sub>opt</sub>; 95 % bootstrap interval over tasks.</p>"]
     for name, rows in tables.items():
         parts.append(_table(name, rows))
     for file, title, figure in FIGURES:

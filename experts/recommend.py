@@ -51,7 +51,13 @@ def rank_experts(
     out = []
     for expert, rows in expert_tasks.items():
         rows = [r for r in rows if np.isfinite(d_sym[r])]
-        mean = (lambda v: float(np.mean(v[rows])) if rows else float("nan"))
-        out.append(RankedExpert(expert, mean(d_sym), mean(d_asym), len(rows)))
-    key = (lambda r: r.d_asym) if by == "asymmetric" else (lambda r: r.d_sym)
-    return sorted(out, key=lambda r: (not np.isfinite(key(r)), key(r) if np.isfinite(key(r)) else 0.0, r.expert_id))
+        if rows:
+            out.append(RankedExpert(expert, float(d_sym[rows].mean()), float(d_asym[rows].mean()), len(rows)))
+        else:
+            out.append(RankedExpert(expert, float("nan"), float("nan"), 0))
+
+    def order(r: RankedExpert) -> tuple[bool, float, str]:
+        d = r.d_asym if by == "asymmetric" else r.d_sym
+        return (not np.isfinite(d), d if np.isfinite(d) else 0.0, r.expert_id)
+
+    return sorted(out, key=order)

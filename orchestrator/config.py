@@ -12,6 +12,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from experts.task2vec import Task2VecConfig
 from experts.training import ExpertTrainConfig
 from tasks.config import LibraryConfig
 from tasks.errors import TaskSweepInputError
@@ -94,6 +95,11 @@ class EmbeddingsConfig(_Section):
     head_epochs: int = Field(10, ge=1, le=1000)
     batch_size: int = Field(64, ge=1, le=4096)
     seed: int = 0
+
+    def task2vec_config(self) -> Task2VecConfig:
+        """The Task2Vec settings every task of the run is embedded with (and ``recommend`` embeds with)."""
+        return Task2VecConfig(max_samples=self.max_samples, batch_size=self.batch_size, head_epochs=self.head_epochs,
+                              fisher_samples=self.fisher_samples or self.max_samples)
 
     @field_validator("methods")
     @classmethod

@@ -8,22 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pyarrow.compute as pc
 
-from experts import distances as dist
 from experts.recommend import RankedExpert, rank_experts
 from orchestrator.commit import RunRecorder
 from orchestrator.config import SweepConfig
 from orchestrator.store import ResultStore
-from orchestrator.stages.distances import embedding_matrix
+from orchestrator.stages.distances import embedding_matrix, trivial_embeddings
 from tasks.errors import TaskSweepInputError
 
 
 def recommend_for_folder(store: ResultStore, run_id: str, folder: Path, *, method: str | None = None,
                          by: str = "asymmetric", device: str = "cpu") -> tuple[list[RankedExpert], str]:
     from experts.embed_folder import embed_image_folder
-    from experts.task2vec import Task2VecConfig
 
     if not store.exists(f"{run_id}/run.json"):
         raise TaskSweepInputError(f"no run.json under {store.uri}/{run_id}: check --results and --run-id")
@@ -43,15 +40,11 @@ def recommend_for_folder(store: ResultStore, run_id: str, folder: Path, *, metho
     pos = {t: i for i, t in enumerate(task_ids)}
     expert_tasks = {e: [pos[t] for t in ts if t in pos]
                     for e, ts in zip(experts["expert_id"].to_pylist(), experts["task_ids"].to_pylist())}
-    if method == "variational":
-        trivial = np.array(rows["scale"].to_pylist(), dtype=np.float64)
-    else:
-        trivial = dist.trivial_embedding(estimator="montecarlo", library=library)
+    trivial = trivial_embeddings(rows, task_ids, method, library)
     new = embed_image_folder(
         folder, probe=emb_cfg.probe, probe_weights=emb_cfg.probe_weights, method=method, seed=emb_cfg.seed,
         max_samples=emb_cfg.max_samples, device=device, image_size=config.runtime.image_size,
-        config=Task2VecConfig(batch_size=emb_cfg.batch_size, head_epochs=emb_cfg.head_epochs,
-                              fisher_samples=emb_cfg.fisher_samples or emb_cfg.max_samples))
+        config=emb_cfg.task2vec_config())
     ranking = rank_experts(new.hessian, library, trivial, expert_tasks, alpha=config.distances.alpha, by=by)
     pretrained = "" if new.pretrained else ", probe randomly initialised (as in the run)"
     info = f"{method} embedding with the run's {emb_cfg.probe} probe ({new.n_samples} samples{pretrained})"

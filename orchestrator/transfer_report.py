@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.compute as pc
+import pyarrow as pa
 
 from experts.transfer_stats import Correlation, PairStats, distance_vs_transfer, pair_means, scatter_plot
 from orchestrator.commit import RunRecorder
+from orchestrator.stages.distances import distance_matrices
 from orchestrator.store import ResultStore
 
 
@@ -31,19 +32,25 @@ def transfer_summary(store: ResultStore, run_id: str, method: str) -> TransferSu
     transfer = recorder.read_committed("transfer", stage="transfer")
     if transfer is None:
         return None
+    ids = sorted(set(transfer["source_task"].to_pylist()) | set(transfer["target_task"].to_pylist()))
+    d = distance_matrices(recorder.read_committed("distances", stage="distances"), ids, method, ("d_sym", "d_asym"))
+    return summarise_transfer(transfer, ids, d["d_sym"], d["d_asym"])
+
+
+def summarise_transfer(transfer: pa.Table, task_ids: list[str], d_sym: np.ndarray, d_asym: np.ndarray) -> TransferSummary:
+    """Seeds averaged per pair, each pair's ``d_sym``/``d_asym(source → target)`` from ``(N, N)`` matrices
+    over ``task_ids`` (NaN for a task outside them), and both Spearman correlations with D_ft."""
     pairs = pair_means(transfer["source_task"].to_pylist(), transfer["target_task"].to_pylist(),
                        transfer["d_ft"].to_pylist())
-    distances = recorder.read_committed("distances", stage="distances")
-    lookup: dict[tuple[str, str], tuple[float, float]] = {}
-    if distances is not None:
-        rows = distances.filter(pc.equal(distances["method"], method))
-        for a, b, ds, da in zip(rows["task_a"].to_pylist(), rows["task_b"].to_pylist(), rows["d_sym"].to_pylist(),
-                                rows["d_asym"].to_pylist()):
-            lookup[(a, b)] = (np.nan if ds is None else ds, np.nan if da is None else da)
-    d_sym = np.array([lookup.get((p.source, p.target), (np.nan, np.nan))[0] for p in pairs])
-    d_asym = np.array([lookup.get((p.source, p.target), (np.nan, np.nan))[1] for p in pairs])
+    pos = {t: i for i, t in enumerate(task_ids)}
+
+    def per_pair(m: np.ndarray) -> np.ndarray:
+        return np.array([m[pos[p.source], pos[p.target]] if p.source in pos and p.target in pos else np.nan
+                         for p in pairs], dtype=np.float64)
+
+    asym, sym = per_pair(d_asym), per_pair(d_sym)
     d_ft = np.array([p.d_ft_mean for p in pairs])
-    return TransferSummary(pairs, d_asym, d_sym, distance_vs_transfer(d_asym, d_sym, d_ft))
+    return TransferSummary(pairs, asym, sym, distance_vs_transfer(asym, sym, d_ft))
 
 
 def transfer_figure(summary: TransferSummary, path: Path, title: str = "") -> Path:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 from orchestrator.config import MetaTaskConfig, SweepConfig
 from orchestrator.commit import RunRecorder
 from orchestrator.store import ResultStore
-from orchestrator.transfer_report import TransferSummary, transfer_summary
+from orchestrator.stages.distances import distance_matrices
+from orchestrator.transfer_report import TransferSummary, summarise_transfer
 from tasks.errors import TaskSweepInputError
 
 SCORES = ("logme", "leep", "nce", "hscore")
@@ -67,17 +69,17 @@ def load_run(store: ResultStore, run_id: str, config: SweepConfig | None = None)
     config = config or SweepConfig.model_validate(store.read_json(f"{run_id}/run.json")["config"])
     recorder = RunRecorder(store, run_id)
 
-    def table(name: str) -> list[dict]:
+    def table(name: str) -> pa.Table:
         """Committed rows only (through the ``_done`` markers: stray or partial parts are never read)."""
         if name == "tasks":  # the library's table, written once by the driver
-            return store.read_dataset(f"{run_id}/tasks").to_table().to_pylist()
+            return store.read_dataset(f"{run_id}/tasks").to_table()
         rows = recorder.read_committed(name, stage=name)
         if rows is None:
             raise TaskSweepInputError(f"run {run_id} has no committed {name} rows yet: finish it with "
                                       f"orchestrate launch --resume {run_id}")
-        return rows.to_pylist()
+        return rows
 
-    heads, experts = table("heads"), table("experts")
+    heads, experts = table("heads").to_pylist(), table("experts").to_pylist()
     tasks = sorted({h["task_id"] for h in heads})
     names = sorted(e["expert_id"] for e in experts)
     generic = next((e["expert_id"] for e in experts if e["kind"] == "generic"), None)
@@ -90,14 +92,12 @@ def load_run(store: ResultStore, run_id: str, config: SweepConfig | None = None)
         for s in SCORES:
             scores[s][i, j] = np.nan if h.get(s) is None else h[s]
     method = config.report.method
-    d = {k: np.full((len(tasks), len(tasks)), np.nan) for k in ("d_sym", "d_asym", "d_tax")}
-    for r in table("distances"):
-        if r["method"] == method and r["task_a"] in t_pos and r["task_b"] in t_pos:
-            for k in d:
-                d[k][t_pos[r["task_a"]], t_pos[r["task_b"]]] = np.nan if r[k] is None else r[k]
-    embeddings = {r["task_id"]: np.asarray(r["embedding"], dtype=np.float64) for r in table("embeddings")
+    d = distance_matrices(table("distances"), tasks, method)
+    embeddings = {r["task_id"]: np.asarray(r["embedding"], dtype=np.float64) for r in table("embeddings").to_pylist()
                   if r["method"] == method and r["task_id"] in t_pos}
-    source = {r["task_id"]: r["source"] for r in table("tasks")}
+    tasks_table = table("tasks")
+    source = dict(zip(tasks_table["task_id"].to_pylist(), tasks_table["source"].to_pylist()))
+    transfer = recorder.read_committed("transfer", stage="transfer")
     return RunData(config, tasks, source, names, generic, {e["expert_id"]: list(e["task_ids"]) for e in experts},
                    errors, scores, d["d_sym"], d["d_asym"], d["d_tax"], embeddings,
-                   transfer_summary(store, run_id, method))
+                   None if transfer is None else summarise_transfer(transfer, tasks, d["d_sym"], d["d_asym"]))

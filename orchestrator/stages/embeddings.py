@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from experts.features import extract_features
-from experts.task2vec import Task2VecConfig, embed_task
+from experts.task2vec import embed_task
 from orchestrator.schemas import EMBEDDINGS_SCHEMA, versioned
 from orchestrator.units import WorkUnit
 from tasks.library import task_rows
@@ -52,8 +52,7 @@ class EmbedTask(WorkUnit):
     def run(self, ctx) -> dict[str, pa.Table]:
         cfg = ctx.config.embeddings
         task = ctx.library.task(self.task_id)
-        config = Task2VecConfig(max_samples=cfg.max_samples, batch_size=cfg.batch_size, head_epochs=cfg.head_epochs,
-                                fisher_samples=cfg.fisher_samples or cfg.max_samples)
+        config = cfg.task2vec_config()
         emb = embed_task(ctx.dataset(task, "train", train_transform=True), ctx.probe, method=self.method,
                          config=config, device=ctx.device, seed=cfg.seed)
         row = embedding_row(ctx, self.task_id, self.method, emb.hessian, emb.scale, emb.n_samples)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from orchestrator.commit import RunRecorder
 from orchestrator.config import SweepConfig
 from orchestrator.plan import Plan, plan
 from orchestrator.store import ResultStore
+from orchestrator.sweep import launch
 from tasks.library import Library
 
 TABLES = ("experts", "heads", "embeddings", "distances")
@@ -142,3 +143,33 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def busy_workers(old: set[int]) -> set[int]:
+    """New worker pids (not in ``old``) running a unit for at least 0.1 s (not ones about to return)."""
+    first = set(processes_running("ray::SweepWorker.run")) - old
+    time.sleep(0.1)
+    return first & set(processes_running("ray::SweepWorker.run"))
+
+
+def launch_in_thread(config: SweepConfig, store: ResultStore, run_id: str) -> tuple[threading.Thread, dict]:
+    """Start ``launch`` in a daemon thread; ``finish`` joins it and returns run.json (or re-raises)."""
+    result: dict = {}
+
+    def target() -> None:
+        try:
+            result["info"] = launch(config, store, run_id=run_id, show_progress=False)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by finish
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def finish(thread: threading.Thread, result: dict, timeout: float = 180) -> dict:
+    thread.join(timeout)
+    assert not thread.is_alive(), "the sweep did not finish"
+    if "error" in result:
+        raise result["error"]
+    return result["info"]

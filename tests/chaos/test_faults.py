@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,39 +18,14 @@ import yaml
 from orchestrator.store import open_store
 from orchestrator.sweep import ensure_library, launch
 from tests.chaos.chaos_helpers import (
-    assert_same_values, chaos_config, chaos_config_dict, committed_rows, exactly_once, pid_alive,
-    processes_running, wait_for,
+    assert_same_values, busy_workers, chaos_config, chaos_config_dict, committed_rows, exactly_once, finish,
+    launch_in_thread, pid_alive, processes_running, wait_for,
 )
 from tests.chaos.conftest import FIGURES
 
 
-def _launch_in_thread(config, store, run_id):
-    result: dict = {}
-
-    def target():
-        try:
-            result["info"] = launch(config, store, run_id=run_id, show_progress=False)
-        except BaseException as exc:  # noqa: BLE001 - re-raised by the test
-            result["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread, result
-
-
-def _finish(thread, result, timeout=180):
-    thread.join(timeout)
-    assert not thread.is_alive(), "the sweep did not finish"
-    if "error" in result:
-        raise result["error"]
-    return result["info"]
-
-
 def _busy_worker(old: set[int]) -> int | None:
-    """A new worker pid (not in ``old``) running a unit for at least 0.1 s (not one about to return)."""
-    first = set(processes_running("ray::SweepWorker.run")) - old
-    time.sleep(0.1)
-    still = first & set(processes_running("ray::SweepWorker.run"))
+    still = busy_workers(old)
     return min(still) if still else None
 
 
@@ -60,14 +34,14 @@ def test_worker_process_killed_mid_unit(baseline, tmp_path, ray_local) -> None:
     store = open_store(str(tmp_path / "results"))
     old = set(processes_running("ray::"))  # earlier runs' workers, which Ray may keep around
     t0 = time.monotonic()
-    thread, result = _launch_in_thread(config, store, "killed-worker")
+    thread, result = launch_in_thread(config, store, "killed-worker")
     killed = []
     for _ in range(2):  # two kills, in different stages if the timing allows
         pid = wait_for(lambda: _busy_worker(old), 120, "a worker running a unit")
         os.kill(pid, signal.SIGKILL)
         killed.append((pid, time.monotonic()))
         wait_for(lambda: not pid_alive(pid), 10, "the killed worker to go")
-    info = _finish(thread, result)
+    info = finish(thread, result)
     seconds = time.monotonic() - t0
     assert info["complete"]
     losses = sum(s["worker_losses"] for s in info["stages"].values())
@@ -122,12 +96,12 @@ def test_s3_server_restarted_while_units_write(baseline, s3_server, ray_local, c
     config, the_plan, want = baseline
     store = open_store(s3_server.uri("chaos-restart"), **s3_server.store_kwargs())
     caplog.set_level(logging.DEBUG, logger="orchestrator")  # ours; the fixture's own boto3 debug logs sign with the key
-    thread, result = _launch_in_thread(config, store, "s3-restart")
+    thread, result = launch_in_thread(config, store, "s3-restart")
     wait_for(lambda: len(store.list("s3-restart/_done")) >= 2, 120, "two committed units")
     t0 = time.monotonic()
     s3_server.restart(down_s=3.0)
     down = time.monotonic() - t0
-    info = _finish(thread, result)
+    info = finish(thread, result)
     seconds = time.monotonic() - t0
     assert info["complete"]
     counts = exactly_once(store, "s3-restart", the_plan)

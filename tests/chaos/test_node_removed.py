@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator.store import open_store
-from tests.chaos.chaos_helpers import assert_same_values, committed_rows, exactly_once, processes_running, wait_for
+from tests.chaos.chaos_helpers import (
+    assert_same_values, busy_workers, committed_rows, exactly_once, finish, launch_in_thread, processes_running, wait_for,
+)
 from tests.chaos.conftest import FIGURES
-from tests.chaos.test_faults import _finish, _launch_in_thread
 
 
 @pytest.fixture
@@ -38,9 +39,7 @@ def _parent(pid: int) -> int:
 
 def _node_running_a_unit(cluster, old: set[int]):
     """The worker node whose raylet started a worker that has been running a unit for ≥ 0.1 s."""
-    first = set(processes_running("ray::SweepWorker.run")) - old
-    time.sleep(0.1)
-    busy = first & set(processes_running("ray::SweepWorker.run"))
+    busy = busy_workers(old)
     raylets = {n.all_processes["raylet"][0].process.pid: n for n in cluster.worker_nodes}
     for pid in busy:
         try:
@@ -58,11 +57,11 @@ def test_node_removed_mid_sweep(baseline, three_node_cluster, tmp_path) -> None:
     store = open_store(str(tmp_path / "results"))
     old = set(processes_running("ray::"))
     t0 = time.monotonic()
-    thread, result = _launch_in_thread(config, store, "node-removed")
+    thread, result = launch_in_thread(config, store, "node-removed")
     node = wait_for(lambda: _node_running_a_unit(three_node_cluster, old), 120, "a node whose worker runs a unit")
     removed_at = time.monotonic()
     three_node_cluster.remove_node(node, allow_graceful=False)
-    info = _finish(thread, result)
+    info = finish(thread, result)
     seconds = time.monotonic() - t0
     assert info["complete"]
     losses = sum(s["worker_losses"] for s in info["stages"].values())

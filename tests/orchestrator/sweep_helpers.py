@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -42,3 +43,16 @@ def expected_rows(the_plan: Plan) -> dict[str, int]:
 
 def plan_for(config: SweepConfig, mini_library: Library) -> Plan:
     return plan(config, mini_library.tasks)
+
+
+def image_folder(tmp_path: Path, mini_library, n_classes: int = 2) -> Path:
+    """An ImageFolder layout built from one mini iNat task's training images."""
+    task = next(t for t in mini_library.tasks if t.source == "inat2018")
+    paths, labels = mini_library.examples(task.task_id, "train")
+    root = Path(mini_library.sources["inat2018"].root)
+    out = tmp_path / "my_task"
+    for path, label in zip(paths, labels):
+        if label < n_classes:
+            (out / f"class_{label}").mkdir(parents=True, exist_ok=True)
+            shutil.copy(root / path, out / f"class_{label}" / Path(path).name)
+    return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,23 +9,11 @@ import pyarrow.parquet as pq
 from click.testing import CliRunner
 
 from orchestrator.cli import main
-
-
-def _image_folder(tmp_path: Path, mini_library, n_classes: int = 2) -> Path:
-    """An ImageFolder layout built from one mini iNat task's training images."""
-    task = next(t for t in mini_library.tasks if t.source == "inat2018")
-    paths, labels = mini_library.examples(task.task_id, "train")
-    root = Path(mini_library.sources["inat2018"].root)
-    out = tmp_path / "my_task"
-    for path, label in zip(paths, labels):
-        if label < n_classes:
-            (out / f"class_{label}").mkdir(parents=True, exist_ok=True)
-            shutil.copy(root / path, out / f"class_{label}" / Path(path).name)
-    return out
+from tests.orchestrator.sweep_helpers import image_folder
 
 
 def test_embed_writes_one_row(tmp_path: Path, mini_library) -> None:
-    folder = _image_folder(tmp_path, mini_library)
+    folder = image_folder(tmp_path, mini_library)
     out = tmp_path / "emb.parquet"
     args = ["embed", str(folder), "--probe", "tiny_resnet", "--image-size", "32", "--max-samples", "16",
             "--fisher-samples", "16", "--out", str(out)]
@@ -42,7 +29,7 @@ def test_embed_writes_one_row(tmp_path: Path, mini_library) -> None:
 
 
 def test_embed_of_a_one_class_folder_is_a_clear_error(tmp_path: Path, mini_library) -> None:
-    folder = _image_folder(tmp_path, mini_library, n_classes=1)
+    folder = image_folder(tmp_path, mini_library, n_classes=1)
     result = CliRunner().invoke(main, ["embed", str(folder), "--probe", "tiny_resnet", "--out", str(tmp_path / "x.parquet")])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert str(folder) in result.output or "class" in result.output

@@ -12,7 +12,7 @@ from orchestrator.cli import main
 from orchestrator.config import SweepConfig
 from orchestrator.store import open_store
 from orchestrator.sweep import launch
-from tests.orchestrator.sweep_helpers import read_table
+from tests.orchestrator.sweep_helpers import image_folder, read_table
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +89,9 @@ def test_recommend_ranks_every_expert_by_d_asym_from_the_runs_embeddings(report_
 
     from experts.embed_folder import embed_image_folder
     from experts.task2vec import Task2VecConfig
-    from tests.orchestrator.test_embed_cli import _image_folder
 
     root, run_id = report_run
-    folder = _image_folder(tmp_path, mini_library)
+    folder = image_folder(tmp_path, mini_library)
     result = CliRunner().invoke(main, ["recommend", str(folder), "--results", str(root), "--run-id", run_id, "--json"])
     assert result.exit_code == 0, result.output
     ranking = json.loads(result.output.strip().splitlines()[-1])
@@ -116,10 +115,9 @@ def test_recommend_ranks_every_expert_by_d_asym_from_the_runs_embeddings(report_
 
 
 def test_recommend_for_an_unknown_run_is_a_clear_error(report_run, tmp_path, mini_library) -> None:
-    from tests.orchestrator.test_embed_cli import _image_folder
 
     root, _ = report_run
-    result = CliRunner().invoke(main, ["recommend", str(_image_folder(tmp_path, mini_library)), "--results", str(root),
+    result = CliRunner().invoke(main, ["recommend", str(image_folder(tmp_path, mini_library)), "--results", str(root),
                                        "--run-id", "nope"])
     assert result.exit_code != 0 and "no run.json" in result.output and "Traceback" not in result.output
 

@@ -11,6 +11,7 @@ from orchestrator.commands.embed import embed
 from orchestrator.commands.launch import launch
 from orchestrator.commands.library import library
 from orchestrator.commands.mini_data import mini_data
+from orchestrator.commands.pretrain import pretrain
 from orchestrator.commands.recommend import recommend
 from orchestrator.commands.report import report
 
@@ -27,6 +28,7 @@ main.add_command(mini_data)
 main.add_command(embed)
 main.add_command(report)
 main.add_command(recommend)
+main.add_command(pretrain)
 
 if __name__ == "__main__":
     main()

@@ -22,6 +22,7 @@ class RunData:
     config: SweepConfig
     tasks: list[str]  # every task with heads, sorted
     source: dict[str, str]  # task id -> source
+    group: dict[str, str]  # task id -> its group for plots: taxonomic class (iNat/CUB), else attribute kind
     experts: list[str]
     generic: str | None
     expert_tasks: dict[str, list[str]]
@@ -63,6 +64,15 @@ class RunData:
         return rows, errors
 
 
+def task_group(task_id: str, taxonomy: list[str] | None) -> str:
+    """The taxonomic class (``Aves``, ``Insecta``, …) of an iNat/CUB task, else the kind in its id
+    (``deepfashion/texture/…`` → ``texture``)."""
+    if taxonomy and len(taxonomy) > 2:
+        return taxonomy[2]
+    parts = task_id.split("/")
+    return parts[1] if len(parts) > 2 else parts[0]
+
+
 def load_run(store: ResultStore, run_id: str, config: SweepConfig | None = None) -> RunData:
     if not store.exists(f"{run_id}/run.json"):
         raise TaskSweepInputError(f"no run.json under {store.uri}/{run_id}: check --results and --run-id")
@@ -96,8 +106,10 @@ def load_run(store: ResultStore, run_id: str, config: SweepConfig | None = None)
     embeddings = {r["task_id"]: np.asarray(r["embedding"], dtype=np.float64) for r in table("embeddings").to_pylist()
                   if r["method"] == method and r["task_id"] in t_pos}
     tasks_table = table("tasks")
-    source = dict(zip(tasks_table["task_id"].to_pylist(), tasks_table["source"].to_pylist()))
+    ids = tasks_table["task_id"].to_pylist()
+    source = dict(zip(ids, tasks_table["source"].to_pylist()))
+    group = {t: task_group(t, path) for t, path in zip(ids, tasks_table["taxonomy"].to_pylist())}
     transfer = recorder.read_committed("transfer", stage="transfer")
-    return RunData(config, tasks, source, names, generic, {e["expert_id"]: list(e["task_ids"]) for e in experts},
+    return RunData(config, tasks, source, group, names, generic, {e["expert_id"]: list(e["task_ids"]) for e in experts},
                    errors, scores, d["d_sym"], d["d_asym"], d["d_tax"], embeddings,
                    None if transfer is None else summarise_transfer(transfer, tasks, d["d_sym"], d["d_asym"]))

@@ -29,14 +29,18 @@ def tsne(data: RunData, path: Path) -> str:
     x = x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
     xy = TSNE(n_components=2, perplexity=min(30.0, max(2.0, (len(tasks) - 1) / 3)), random_state=0,
               init="random").fit_transform(x)
-    fig, ax = plt.subplots(figsize=(6, 5))
-    for src in sorted({data.source[t] for t in tasks}):
-        m = np.array([data.source[t] == src for t in tasks])
-        ax.scatter(xy[m, 0], xy[m, 1], label=src, s=25)
-    ax.legend(fontsize=8)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    groups = sorted({(data.source[t], data.group[t]) for t in tasks})
+    markers = dict(zip(sorted({src for src, _ in groups}), "osD^v<>"))
+    colours = plt.get_cmap("tab20")
+    for k, (src, group) in enumerate(groups):
+        m = np.array([(data.source[t], data.group[t]) == (src, group) for t in tasks])
+        ax.scatter(xy[m, 0], xy[m, 1], label=f"{src}: {group}", s=30, marker=markers[src], color=colours(k % 20))
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
     ax.set_title("t-SNE of the task embeddings")
     _save(fig, path)
-    return "t-SNE of the L2-normalised Task2Vec embeddings, coloured by source."
+    return ("t-SNE of the L2-normalised Task2Vec embeddings: marker by source, colour by group "
+            "(taxonomic class for iNat/CUB, attribute kind otherwise).")
 
 
 def similarity(data: RunData, path: Path) -> str:
@@ -54,14 +58,14 @@ def similarity(data: RunData, path: Path) -> str:
 
 
 def norm_vs_error(data: RunData, path: Path) -> str:
-    norm, best = norm_and_best_error(data)
-    rho, p = spearmanr(norm, best)
+    norm, err, which = norm_and_error(data)
+    rho, p = spearmanr(norm, err)
     fig, ax = plt.subplots(figsize=(5, 4))
-    ax.scatter(norm, best, s=20)
-    ax.set_xlabel("embedding L2 norm"), ax.set_ylabel("best test error over experts")
+    ax.scatter(norm, err, s=20)
+    ax.set_xlabel("embedding L2 norm"), ax.set_ylabel(f"{which} test error")
     ax.set_title(f"Spearman ρ = {rho:.2f} (p = {p:.2g})")
     _save(fig, path)
-    return f"Embedding norm against the best head test error: Spearman ρ = {rho:.3f}, p = {p:.3g}, {len(norm)} tasks."
+    return f"Embedding norm against the {which} test error: Spearman ρ = {rho:.3f}, p = {p:.3g}, {len(norm)} tasks."
 
 
 def taxonomy(data: RunData, path: Path) -> str:
@@ -102,10 +106,19 @@ def transfer(data: RunData, path: Path) -> str:
             f"n = {c['d_asym'].n_pairs}); ρ(d_sym, D_ft) = {c['d_sym'].rho:.2f} (p = {c['d_sym'].p_value:.2g}).")
 
 
-def norm_and_best_error(data: RunData) -> tuple[np.ndarray, np.ndarray]:
-    rows = [i for i, t in enumerate(data.tasks) if t in data.embeddings and np.isfinite(data.errors[i]).any()]
+def norm_and_error(data: RunData, sources: set[str] | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Embedding norm and test error of every task with both (of ``sources`` only, if given).
+
+    The error is the generic expert's: a linear head on the probe, the network whose Fisher the
+    embedding is (a head that fits the task with confidence gives a small Fisher). Without a generic
+    expert in the run, the best error over experts. The third value names which.
+    """
+    g = data.experts.index(data.generic) if data.generic in data.experts else None
+    err = data.errors[:, g] if g is not None else np.fmin.reduce(data.errors, axis=1)  # NaN-skipping min
+    rows = [i for i, t in enumerate(data.tasks) if t in data.embeddings and np.isfinite(err[i])
+            and (sources is None or data.source[t] in sources)]
     norm = np.array([np.linalg.norm(data.embeddings[data.tasks[i]]) for i in rows])
-    return norm, np.nanmin(data.errors[rows], axis=1)
+    return norm, err[rows], "probe's (generic expert's)" if g is not None else "best expert's"
 
 
 def taxonomic_pairs(data: RunData) -> tuple[np.ndarray, np.ndarray]:

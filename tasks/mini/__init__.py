@@ -47,13 +47,15 @@ DATASETS = {"inat2018": inat2018.write, "cub200": cub200.write, "imat2018": imat
 MARKER = "mini_datasets.json"  # written last; marks out_dir as ours, so a rerun may replace it
 
 
-def generate_mini_datasets(out_dir: Path, *, seed: int = 0) -> dict[str, Path]:
+def generate_mini_datasets(out_dir: Path, *, seed: int = 0, scale: int = 1) -> dict[str, Path]:
     """Write the four mini datasets under ``out_dir`` (one folder each).
 
     Args:
         out_dir: parent folder; created if missing. A previous output of this function there (found
             by its ``mini_datasets.json``) is replaced.
         seed: every file is a deterministic function of it.
+        scale: multiplies the number of images of every class, item and split (1: about 1,200 images;
+            the scientific check uses 4). The classes, tasks and their ranking are the same at every scale.
 
     Returns:
         ``{"inat2018": out/inat2018, "cub200": out/cub200, "imat2018": out/imat2018,
@@ -62,12 +64,14 @@ def generate_mini_datasets(out_dir: Path, *, seed: int = 0) -> dict[str, Path]:
     Raises:
         FileExistsError: a dataset folder exists in ``out_dir`` but was not written by this function.
     """
+    if scale < 1:
+        raise ValueError(f"scale must be a positive integer, not {scale}")
     out_dir = Path(out_dir)
     roots = {name: out_dir / name for name in DATASETS}
     _clear_previous(out_dir, roots)
     for k, (name, writer) in enumerate(DATASETS.items()):
-        writer(roots[name], np.random.default_rng([seed, k]))
-    marker = {"generator": "tasks.mini", "seed": seed, "datasets": sorted(DATASETS)}
+        writer(roots[name], np.random.default_rng([seed, k]), scale=scale)
+    marker = {"generator": "tasks.mini", "seed": seed, "scale": scale, "datasets": sorted(DATASETS)}
     (out_dir / MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
     return roots
 

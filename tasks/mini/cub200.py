@@ -66,8 +66,9 @@ def _lines(path: Path, rows: list[str]) -> None:
     path.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
 
 
-def write(root: Path, rng: np.random.Generator) -> Path:
-    """Write the dataset under ``root`` (it gets ``CUB_200_2011/``); returns ``root``."""
+def write(root: Path, rng: np.random.Generator, *, scale: int = 1) -> Path:
+    """Write the dataset under ``root`` (it gets ``CUB_200_2011/``); returns ``root``. ``scale`` multiplies
+    the images per class."""
     tax = taxonomy()
     classes = {cid: tax[cid] for cid in CLASS_IDS}
     looks = glyphs(classes)
@@ -75,8 +76,8 @@ def write(root: Path, rng: np.random.Generator) -> Path:
     images, labels, split, boxes = [], [], [], []
     for cid in sorted(classes):
         species = classes[cid][0]
-        is_train = rng.permutation([1] * N_TRAIN + [0] * N_TEST)
-        serials = rng.choice(np.arange(1, 200), size=len(is_train), replace=False)
+        is_train = rng.permutation([1] * N_TRAIN * scale + [0] * N_TEST * scale)
+        serials = rng.choice(np.arange(1, 200 * scale), size=len(is_train), replace=False)
         for k, train in zip(serials, is_train):
             image_id = len(images) + 1
             rel = f"{cid:03d}.{species}/{species}_{k:04d}_{int(rng.integers(1, 800_000))}.jpg"

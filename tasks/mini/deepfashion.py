@@ -82,9 +82,8 @@ def _some(rng: np.random.Generator, eligible: list[int], rate: float) -> set[int
     return {int(i) for i in rng.choice(eligible, size=k, replace=False)}
 
 
-def design_items(rng: np.random.Generator) -> list[Item]:
-    """Attributes per item, drawn so that every attribute occurs on at least one item."""
-    n = N_ITEMS
+def design_items(rng: np.random.Generator, n: int = N_ITEMS) -> list[Item]:
+    """Attributes of ``n`` items, drawn so that every attribute occurs on at least one item."""
     cats = _balanced(rng, n, list(KIND_OF_CATEGORY))
     kinds = [KIND_OF_CATEGORY[c] for c in cats]
     tex = _balanced(rng, n, [None] * 3 + list(TEXTURES))
@@ -149,9 +148,9 @@ def _partition(rng: np.random.Generator) -> list[str]:
     return [str(s) for s in rng.permutation(["train"] * 3 + list(extra))]
 
 
-def write(root: Path, rng: np.random.Generator) -> Path:
-    """Write the dataset under ``root`` (created); returns ``root``."""
-    items = design_items(rng)
+def write(root: Path, rng: np.random.Generator, *, scale: int = 1) -> Path:
+    """Write the dataset under ``root`` (created); returns ``root``. ``scale`` multiplies the items."""
+    items = design_items(rng, N_ITEMS * scale)
     cat_id = {name: i for i, (name, _) in enumerate(CATEGORIES, start=1)}
     attr_rows, cat_rows, bbox_rows, part_rows = [], [], [], []
     for item in items:

@@ -69,9 +69,10 @@ def sample_item(rng: np.random.Generator, category: str) -> tuple[Garment, list[
     return garment, [labels[i] for i in rng.permutation(len(labels))]  # the real lists are unordered
 
 
-def write(root: Path, rng: np.random.Generator) -> Path:
-    """Write the dataset under ``root`` (created); returns ``root``."""
+def write(root: Path, rng: np.random.Generator, *, scale: int = 1) -> Path:
+    """Write the dataset under ``root`` (created); returns ``root``. ``scale`` multiplies every image count."""
     for split, n in SPLITS.items():
+        n *= scale
         categories = np.resize(list(CATEGORIES), n)[rng.permutation(n)]  # balanced categories
         images, annotations = [], []
         for i, category in enumerate(categories, start=1):

@@ -134,15 +134,15 @@ def _info(split: str) -> dict:
             "date_created": "2018-02-22 00:00:00"}
 
 
-def write(root: Path, rng: np.random.Generator) -> Path:
-    """Write the dataset under ``root`` (created); returns ``root``."""
+def write(root: Path, rng: np.random.Generator, *, scale: int = 1) -> Path:
+    """Write the dataset under ``root`` (created); returns ``root``. ``scale`` multiplies every image count."""
     species = species_table()
     looks = glyphs(species)
     index: dict[str, dict[str, int]] = {r: {} for r in ("kingdom", "phylum", "class", "order", "family", "genus")}
     obfuscated = [_category(s, real=False, index=index) for s in species]
     next_id = 0
     for split, count in (("train", lambda s: s.n_train), ("val", lambda s: N_VAL)):
-        jobs = [s for s in species for _ in range(count(s))]
+        jobs = [s for s in species for _ in range(count(s) * scale)]
         images, annotations = [], []
         for j in rng.permutation(len(jobs)):  # the real files are not grouped by species
             s = jobs[j]

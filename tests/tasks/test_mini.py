@@ -290,3 +290,38 @@ def test_deepfashion_list_files_follow_the_count_header_rows_layout(mini: dict[s
     positives = (values[train] == 1).sum(0)
     assert (positives >= 1).all() and (positives < train.sum()).all()  # 20 binary tasks
     _decodes(root, names)
+
+
+def test_scale_multiplies_the_images_of_every_class_and_keeps_the_tasks(mini: dict[str, Path], tmp_path: Path) -> None:
+    from tasks.library import build_library
+
+    big = generate_mini_datasets(tmp_path / "x2", seed=0, scale=2)
+    small_lib, big_lib = build_library(mini), build_library(big)
+    assert [t.task_id for t in big_lib.tasks] == [t.task_id for t in small_lib.tasks]
+    for small, large in zip(small_lib.tasks, big_lib.tasks):
+        if small.source in ("inat2018", "cub200"):  # per-class counts: exactly doubled
+            assert (large.n_train, large.n_test) == (2 * small.n_train, 2 * small.n_test), small.task_id
+    assert len(_images(big["cub200"])) == 2 * len(_images(mini["cub200"]))
+    with pytest.raises(ValueError, match="positive"):
+        generate_mini_datasets(tmp_path / "x0", seed=0, scale=0)
+
+
+def test_pretraining_set_is_a_deterministic_image_folder_of_shape_and_texture_classes(tmp_path: Path) -> None:
+    from tasks.mini.images import SHAPES, TEXTURES
+    from tasks.mini.pretraining import MARKER, write_pretraining_set
+
+    root = write_pretraining_set(tmp_path / "pre", seed=3, per_class=2)
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    assert len(folders) == len(SHAPES) * len(TEXTURES) == 63
+    assert all(len(list((root / f).glob("*.jpg"))) == 2 for f in folders)
+    again = write_pretraining_set(tmp_path / "again", seed=3, per_class=2)
+    digest = lambda r: sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in r.rglob("*.jpg"))  # noqa: E731
+    assert digest(root) == digest(again)
+    write_pretraining_set(root, seed=4, per_class=1)  # its own output: replaced
+    assert len(list(root.rglob("*.jpg"))) == 63 and json.loads((root / MARKER).read_text())["seed"] == 4
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(FileExistsError, match="not written by"):
+        write_pretraining_set(foreign, per_class=1)
+    assert (foreign / "holiday.jpg").exists()

@@ -1,0 +1,68 @@
+"""Pretrain a probe from scratch on an image folder, for runs that have no ImageNet weights.
+
+The result is a torchvision-style state dict (the body's keys plus the classifier under its own
+name, e.g. ``fc.weight``) that ``create_backbone(name, weights=path)`` and the sweep's
+``embeddings.probe_weights`` load. Training is ``experts.training.train_expert`` (SGD, cosine
+schedule, translation + flip augmentation) from a seeded random init.
+
+Small folders are decoded once into memory (at most ``cache_bytes``); larger ones are read from
+disk every epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset, TensorDataset
+from torchvision import transforms
+
+from experts.backbones import create_backbone, get_backbone
+from experts.embed_folder import IMAGENET_MEAN, IMAGENET_STD, ImageFolderTask
+from experts.training import ExpertTrainConfig, Progress, train_expert
+
+__all__ = ["PretrainResult", "pretrain_probe", "pretrain_transform"]
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    state_dict: dict[str, torch.Tensor]  # body + classifier, torchvision naming
+    classes: list[str]
+    n_images: int
+    train_error: float
+    train_loss: list[float]
+
+
+def pretrain_transform(image_size: int) -> transforms.Compose:
+    """Resize, centre crop, ImageNet normalisation (the training loop adds its own augmentation)."""
+    return transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size), transforms.ToTensor(),
+                               transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def pretrain_probe(
+    folder: str | Path,
+    *,
+    probe: str,
+    image_size: int,
+    config: ExpertTrainConfig,
+    device: str | torch.device = "cpu",
+    progress: Progress | None = None,
+    cache_bytes: int = 2 << 30,
+) -> PretrainResult:
+    """Train ``probe`` (random init, seeded by ``config.seed``) to classify the folder's classes.
+
+    Raises ``TaskSweepInputError`` for a bad folder (experts.embed_folder's checks).
+    """
+    data = ImageFolderTask(folder, pretrain_transform(image_size))
+    dataset: Dataset = data
+    if len(data) * 3 * image_size * image_size * 4 <= cache_bytes:
+        images = torch.stack([data[i][0] for i in range(len(data))])
+        dataset = TensorDataset(images, torch.as_tensor(data.targets))
+    spec = get_backbone(probe)
+    net = create_backbone(probe, weights="random", seed=config.seed)
+    result = train_expert(net.body, spec.feature_dim, len(data.classes), dataset, config=config, device=device,
+                          progress=progress)
+    state = dict(result.feature_extractor_state)
+    state.update({f"{spec.classifier}.{k}": v for k, v in result.classifier_state.items()})
+    return PretrainResult(state, data.classes, len(data), result.train_error, result.train_loss)

@@ -1,0 +1,57 @@
+"""``orchestrate pretrain-probe``: train a probe from scratch on an image folder (no ImageNet weights needed)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from orchestrator.commands._common import setup_logging, user_errors
+
+
+@click.command("pretrain-probe")
+@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="State dict to write (.pt); use it as embeddings.probe_weights or --probe-weights.")
+@click.option("--probe", default="tiny_resnet", show_default=True, help="Probe architecture (see experts.backbones).")
+@click.option("--image-size", default=32, show_default=True)
+@click.option("--epochs", default=30, show_default=True)
+@click.option("--lr", default=0.05, show_default=True)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--weight-decay", default=5e-4, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Seeds the random init, shuffling and augmentation.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("-v", "--verbose", is_flag=True)
+@user_errors
+def pretrain(dataset_dir: Path, out_file: Path, probe: str, image_size: int, epochs: int, lr: float, batch_size: int,
+             weight_decay: float, seed: int, device: str, verbose: bool) -> None:
+    """Pretrain PROBE on DATASET_DIR (one sub-folder per class), e.g. the set `orchestrate mini-data --pretraining` writes."""
+    import torch
+
+    from experts.pretrain import pretrain_probe
+    from experts.training import ExpertTrainConfig
+
+    setup_logging(verbose)
+    if out_file.exists() and out_file.is_dir():
+        raise click.ClickException(f"--out {out_file} is a folder; give a file name such as probe.pt")
+    start = time.perf_counter()
+
+    def progress(epoch: int, total: int, loss: float) -> None:
+        click.echo(f"epoch {epoch}/{total}  train loss {loss:.3f}  ({time.perf_counter() - start:.0f} s)", err=True)
+
+    config = ExpertTrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed)
+    result = pretrain_probe(dataset_dir, probe=probe, image_size=image_size, config=config, device=device,
+                            progress=progress)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_file.with_name(out_file.name + ".partial")
+    torch.save(result.state_dict, partial)
+    partial.replace(out_file)  # never a half-written weights file under the final name
+    info = {"probe": probe, "folder": str(dataset_dir.resolve()), "classes": len(result.classes),
+            "images": result.n_images, "image_size": image_size, "epochs": epochs, "seed": seed,
+            "train_error": round(result.train_error, 4), "seconds": round(time.perf_counter() - start, 1)}
+    out_file.with_name(out_file.name + ".json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+    click.echo(f"{probe} trained on {result.n_images} images of {len(result.classes)} classes: "
+               f"train error {result.train_error:.3f}; weights → {out_file}")
+    click.echo(f"use them with embeddings.probe_weights: {out_file} (and embeddings.probe: {probe})")

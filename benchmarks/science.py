@@ -30,9 +30,10 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
 from scipy.stats import spearmanr
 
-from experts.pretrain import pretrain_probe
+from experts.pretrain import pretrain_probe, save_weights
 from experts.training import ExpertTrainConfig
 from orchestrator.config import SweepConfig
 from orchestrator.report.data import RunData, load_run
@@ -53,7 +54,7 @@ class ScienceFigures:
     rho_tax: float  # Spearman ρ(d_tax, d_sym) over iNat/CUB task pairs
     p_tax: float
     n_pairs: int
-    rho_norm: float  # Spearman ρ(embedding norm, best test error) over iNat/CUB tasks
+    rho_norm: float  # Spearman ρ(embedding norm, the probe's head test error) over every task
     p_norm: float
     n_tasks: int
     increase: dict[str, float]  # iNat+CUB relative error increase by method
@@ -71,11 +72,7 @@ def prepare(work: Path, seed: int, *, random_probe: bool = False) -> tuple[dict[
     result = pretrain_probe(folder, probe=PROBE, image_size=IMAGE_SIZE,
                             config=ExpertTrainConfig(epochs=PRETRAIN_EPOCHS, lr=0.05, batch_size=64,
                                                      weight_decay=5e-4, seed=seed))
-    import torch
-
-    weights = work / "probe.pt"
-    torch.save(result.state_dict, weights)
-    return roots, weights, result.train_error
+    return roots, save_weights(result.state_dict, work / "probe.pt"), result.train_error
 
 
 def science_config(roots: dict[str, Path], probe_weights: Path | None, seed: int = 0) -> SweepConfig:
@@ -119,8 +116,6 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="keep the runs here (default: a temp folder)")
     parser.add_argument("--random-probe", action="store_true", help="the same sweep with a random-init probe")
     args = parser.parse_args()
-    import torch
-
     torch.set_num_threads(2)
     out: list[ScienceFigures] = []
     with tempfile.TemporaryDirectory() as tmp:

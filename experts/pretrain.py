@@ -22,7 +22,7 @@ from experts.backbones import create_backbone, get_backbone
 from experts.embed_folder import IMAGENET_MEAN, IMAGENET_STD, ImageFolderTask
 from experts.training import ExpertTrainConfig, Progress, train_expert
 
-__all__ = ["PretrainResult", "pretrain_probe", "pretrain_transform"]
+__all__ = ["PretrainResult", "pretrain_probe", "pretrain_transform", "save_weights"]
 
 
 @dataclass(frozen=True)
@@ -66,3 +66,13 @@ def pretrain_probe(
     state = dict(result.feature_extractor_state)
     state.update({f"{spec.classifier}.{k}": v for k, v in result.classifier_state.items()})
     return PretrainResult(state, data.classes, len(data), result.train_error, result.train_loss)
+
+
+def save_weights(state_dict: dict[str, torch.Tensor], path: str | Path) -> Path:
+    """Write a state dict atomically (a ``.partial`` file renamed): never a half-written file under ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state_dict, partial)
+    partial.replace(path)
+    return path

@@ -28,14 +28,10 @@ from orchestrator.commands._common import setup_logging, user_errors
 def pretrain(dataset_dir: Path, out_file: Path, probe: str, image_size: int, epochs: int, lr: float, batch_size: int,
              weight_decay: float, seed: int, device: str, verbose: bool) -> None:
     """Pretrain PROBE on DATASET_DIR (one sub-folder per class), e.g. the set `orchestrate mini-data --pretraining` writes."""
-    import torch
-
-    from experts.pretrain import pretrain_probe
+    from experts.pretrain import pretrain_probe, save_weights
     from experts.training import ExpertTrainConfig
 
     setup_logging(verbose)
-    if out_file.exists() and out_file.is_dir():
-        raise click.ClickException(f"--out {out_file} is a folder; give a file name such as probe.pt")
     start = time.perf_counter()
 
     def progress(epoch: int, total: int, loss: float) -> None:
@@ -44,10 +40,7 @@ def pretrain(dataset_dir: Path, out_file: Path, probe: str, image_size: int, epo
     config = ExpertTrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed)
     result = pretrain_probe(dataset_dir, probe=probe, image_size=image_size, config=config, device=device,
                             progress=progress)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_file.with_name(out_file.name + ".partial")
-    torch.save(result.state_dict, partial)
-    partial.replace(out_file)  # never a half-written weights file under the final name
+    save_weights(result.state_dict, out_file)
     info = {"probe": probe, "folder": str(dataset_dir.resolve()), "classes": len(result.classes),
             "images": result.n_images, "image_size": image_size, "epochs": epochs, "seed": seed,
             "train_error": round(result.train_error, 4), "seconds": round(time.perf_counter() - start, 1)}

@@ -106,8 +106,8 @@ def transfer(data: RunData, path: Path) -> str:
             f"n = {c['d_asym'].n_pairs}); ρ(d_sym, D_ft) = {c['d_sym'].rho:.2f} (p = {c['d_sym'].p_value:.2g}).")
 
 
-def norm_and_error(data: RunData, sources: set[str] | None = None) -> tuple[np.ndarray, np.ndarray, str]:
-    """Embedding norm and test error of every task with both (of ``sources`` only, if given).
+def norm_and_error(data: RunData) -> tuple[np.ndarray, np.ndarray, str]:
+    """Embedding norm and test error of every task with both.
 
     The error is the generic expert's: a linear head on the probe, the network whose Fisher the
     embedding is (a head that fits the task with confidence gives a small Fisher). Without a generic
@@ -115,8 +115,7 @@ def norm_and_error(data: RunData, sources: set[str] | None = None) -> tuple[np.n
     """
     g = data.experts.index(data.generic) if data.generic in data.experts else None
     err = data.errors[:, g] if g is not None else np.fmin.reduce(data.errors, axis=1)  # NaN-skipping min
-    rows = [i for i, t in enumerate(data.tasks) if t in data.embeddings and np.isfinite(err[i])
-            and (sources is None or data.source[t] in sources)]
+    rows = [i for i, t in enumerate(data.tasks) if t in data.embeddings and np.isfinite(err[i])]
     norm = np.array([np.linalg.norm(data.embeddings[data.tasks[i]]) for i in rows])
     return norm, err[rows], "probe's (generic expert's)" if g is not None else "best expert's"
 

@@ -62,22 +62,44 @@ class _FineTuneBudget(_Section):
         return ExpertTrainConfig(seed=seed, **self.training_fields())
 
 
+Source = Literal["inat2018", "cub200", "imat2018", "deepfashion"]
+
+
+class ExpertRule(_Section):
+    """Fine-tuned experts chosen by a rule over the selected tasks (``experts.rules``, a meta-task's ``experts``).
+
+    ``by``: ``task``: one expert per task of ``sources``, the first ``count`` of a shuffle seeded by ``seed``
+    (none: every task); ``source``: one group expert per source (the pooled classes of its multi-class tasks);
+    ``taxon``: one group expert per taxon at ``depth`` of the taxonomy (0 kingdom, 1 phylum, 2 class), the
+    ``count`` taxa with the most training images; ``kind``: one expert per kind of binary task (the middle
+    part of its id, e.g. ``texture`` in ``deepfashion/texture/floral``) on one task of that kind drawn with
+    ``seed`` (binary tasks cannot be pooled).
+    """
+
+    by: Literal["task", "source", "taxon", "kind"] = "task"
+    sources: list[Source] | Literal["all"] = "all"
+    count: int | None = Field(None, ge=1)
+    depth: int = Field(2, ge=0, le=10)
+    seed: int = 0
+
+
 class ExpertsConfig(_FineTuneBudget):
     """Which experts exist: the generic one (the probe itself) and experts fine-tuned on tasks/groups."""
 
     generic: bool = True
     # Each entry: a task id, or "source:<name>" for every selected task of a source (a task group).
     train_on: list[str] = Field(default_factory=list)
-    # "all_selected": one expert per selected task (iNat/CUB style), capped by max_experts.
+    # one expert per selected task (iNat/CUB style); train_on and per_task are capped by max_experts.
     per_task: bool = False
     max_experts: int | None = Field(None, ge=1)
+    rules: list[ExpertRule] = Field(default_factory=list, description="experts chosen by rule (never capped)")
     seed: int = 0
 
 
 class HeadsConfig(_Section):
-    """Which (expert, task) pairs get a linear head: all pairs, or an explicit list."""
+    """Which (expert, task) pairs get a linear head: all pairs (dense), each meta-task's pairs, or a list."""
 
-    pairs: Literal["all"] | list[tuple[str, str]] = "all"
+    pairs: Literal["all", "meta_tasks"] | list[tuple[str, str]] = "all"
     epochs: int = Field(100, ge=1, le=100_000)
     lr: float = Field(0.01, gt=0, le=10)
     weight_decay: float = Field(1e-4, ge=0, le=1)
@@ -146,17 +168,23 @@ class RuntimeConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-Source = Literal["inat2018", "cub200", "imat2018", "deepfashion"]
-
-
 class MetaTaskConfig(_Section):
-    """One meta-task of the selection table: target tasks and candidate experts, by source."""
+    """One meta-task of the selection table: target tasks and candidate experts (docs/sweep.md).
+
+    Tasks: the selected tasks of ``task_sources``; with ``tasks: N`` the first N of a shuffle seeded by
+    ``seed`` (``per_source``: an equal share of each source). Candidate experts, besides the generic one
+    (the "ImageNet" row): ``sources``: every expert of the run whose training tasks all come from
+    ``expert_sources``; ``own``: each task's own fine-tuned expert; a list of rules: the experts they
+    choose. ``own`` and rules add their experts to the run.
+    """
 
     name: str
     task_sources: list[Source] | Literal["all"] = "all"
-    # fine-tuned experts whose training tasks all come from these sources; the generic expert is always
-    # a candidate (the "ImageNet" row)
     expert_sources: list[Source] | Literal["all"] = "all"
+    tasks: int | None = Field(None, ge=1, description="a seeded pick of this many tasks (none: every one)")
+    per_source: bool = False
+    seed: int = 0
+    experts: Literal["sources", "own"] | list[ExpertRule] = "sources"
 
 
 def _default_meta_tasks() -> list[MetaTaskConfig]:
@@ -195,8 +223,11 @@ class SweepConfig(_Section):
         return self
 
 
-def load_config(path: Path | None, overrides: dict | None = None) -> SweepConfig:
-    """Defaults ← YAML file ← overrides (nested dicts, e.g. from CLI flags)."""
+def load_config(path: Path | None, overrides: dict | None = None, preset: dict | None = None) -> SweepConfig:
+    """Defaults ← preset ← YAML file ← overrides (nested dicts, e.g. from CLI flags).
+
+    Mappings merge key by key at every depth; any other value (a list, a number) replaces the one below.
+    """
     data: dict = {}
     if path is not None:
         try:
@@ -205,9 +236,12 @@ def load_config(path: Path | None, overrides: dict | None = None) -> SweepConfig
             raise TaskSweepInputError(f"{path}: not valid YAML ({exc})") from exc
         if not isinstance(data, dict):
             raise TaskSweepInputError(f"{path}: the top level must be a mapping of sections")
-    for section, values in (overrides or {}).items():
-        if isinstance(values, dict):
-            data[section] = {**data.get(section, {}), **values}
-        else:
-            data[section] = values
-    return SweepConfig.model_validate(data)
+    return SweepConfig.model_validate(merged(merged(preset or {}, data), overrides or {}))
+
+
+def merged(base: dict, top: dict) -> dict:
+    """``top`` over ``base``: nested mappings merged, everything else replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

@@ -6,12 +6,14 @@ The effective configuration is written to ``run.json`` with the results.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from experts.heads import HeadTrainConfig
 from experts.task2vec import Task2VecConfig
 from experts.training import ExpertTrainConfig
 from tasks.config import LibraryConfig
@@ -43,16 +45,22 @@ class TaskSelection(_Section):
     seed: int = 0
 
 
+# The compute dataclasses hold every default; a config section reads its defaults from them (one home each).
+_FINE_TUNE = ExpertTrainConfig()
+_HEADS = HeadTrainConfig()
+_TASK2VEC = Task2VecConfig()
+
+
 class _FineTuneBudget(_Section):
     """Whole-network fine-tuning settings (``experts.training.ExpertTrainConfig``), shared by experts and transfer."""
 
-    epochs: int = Field(3, ge=1, le=1000)
-    lr: float = Field(0.01, gt=0, le=10)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(1e-4, ge=0, le=1)
-    schedule: Literal["cosine", "step", "constant"] = "cosine"
-    batch_size: int = Field(32, ge=1, le=4096)
-    augmentation: bool = True
+    epochs: int = Field(_FINE_TUNE.epochs, ge=1, le=1000)
+    lr: float = Field(_FINE_TUNE.lr, gt=0, le=10)
+    momentum: float = Field(_FINE_TUNE.momentum, ge=0, lt=1)
+    weight_decay: float = Field(_FINE_TUNE.weight_decay, ge=0, le=1)
+    schedule: Literal["cosine", "step", "constant"] = _FINE_TUNE.schedule
+    batch_size: int = Field(_FINE_TUNE.batch_size, ge=1, le=4096)
+    augmentation: bool = _FINE_TUNE.augmentation
 
     def training_fields(self) -> dict:
         """The keys that decide a fine-tuning run."""
@@ -100,11 +108,15 @@ class HeadsConfig(_Section):
     """Which (expert, task) pairs get a linear head: all pairs (dense), each meta-task's pairs, or a list."""
 
     pairs: Literal["all", "meta_tasks"] | list[tuple[str, str]] = "all"
-    epochs: int = Field(100, ge=1, le=100_000)
-    lr: float = Field(0.01, gt=0, le=10)
-    weight_decay: float = Field(1e-4, ge=0, le=1)
+    epochs: int = Field(_HEADS.epochs, ge=1, le=100_000)
+    lr: float = Field(_HEADS.lr, gt=0, le=10)
+    weight_decay: float = Field(_HEADS.weight_decay, ge=0, le=1)
     task_chunk: int = Field(256, ge=1, description="heads trained together in one unit at most")
-    seed: int = 0
+    seed: int = _HEADS.seed
+
+    def train_config(self) -> HeadTrainConfig:
+        """The heads' optimisation (``experts.heads``); its other settings keep their defaults."""
+        return HeadTrainConfig(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay, seed=self.seed)
 
 
 class EmbeddingsConfig(_Section):
@@ -112,16 +124,17 @@ class EmbeddingsConfig(_Section):
     probe_weights: Path | None = None
     methods: list[Literal["montecarlo", "montecarlo_exact", "variational"]] = Field(default_factory=lambda: ["montecarlo"])
     domain: bool = True
-    max_samples: int = Field(10_000, ge=1)
-    fisher_samples: int | None = Field(None, ge=1, description="Fisher draws; default: max_samples")
-    head_epochs: int = Field(10, ge=1, le=1000)
-    batch_size: int = Field(64, ge=1, le=4096)
+    max_samples: int = Field(_TASK2VEC.max_samples, ge=1)
+    fisher_samples: int | None = Field(_TASK2VEC.fisher_samples, ge=1, description="Fisher draws; null: max_samples")
+    head_epochs: int = Field(_TASK2VEC.head_epochs, ge=1, le=1000)
+    batch_size: int = Field(_TASK2VEC.batch_size, ge=1, le=4096)
     seed: int = 0
 
     def task2vec_config(self) -> Task2VecConfig:
-        """The Task2Vec settings every task of the run is embedded with (and ``recommend`` embeds with)."""
-        return Task2VecConfig(max_samples=self.max_samples, batch_size=self.batch_size, head_epochs=self.head_epochs,
-                              fisher_samples=self.fisher_samples or self.max_samples)
+        """The Task2Vec settings every task of the run is embedded with (and ``recommend`` embeds with);
+        the settings this section does not name keep ``Task2VecConfig``'s defaults."""
+        return dataclasses.replace(_TASK2VEC, max_samples=self.max_samples, batch_size=self.batch_size,
+                                   head_epochs=self.head_epochs, fisher_samples=self.fisher_samples or self.max_samples)
 
     @field_validator("methods")
     @classmethod

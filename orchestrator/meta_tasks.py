@@ -46,8 +46,8 @@ def pick_tasks(tasks: Sequence[TaskSpec], sources: Sequence[str] | str, count: i
     if count is None:
         return [t.task_id for t in pool]
     if len(pool) < count and notes is not None:
-        notes.append(f"{what}: {len(pool)} task(s) of {sources} in the selection, fewer than the {count} asked; "
-                     "taking them all")
+        notes.append(f"{what}: {len(pool)} task(s) of {sources} in the selection, fewer than the {count} asked"
+                     + ("; taking them all" if pool else ""))
     if not per_source:
         return shuffled([t.task_id for t in pool], seed)[:count]
     by_source: dict[str, list[str]] = {}
@@ -69,9 +69,11 @@ def rule_experts(rule: ExpertRule, tasks: Sequence[TaskSpec], *, what: str = "ex
     """Expert id → the task ids it is fine-tuned on, for one rule."""
     pool = of_sources(tasks, rule.sources)
     multi = [t for t in pool if not t.is_binary]
+    noted = len(notes) if notes is not None else 0
     if rule.by == "task":
-        return {expert_id_for(t): (t,) for t in pick_tasks(pool, "all", rule.count, rule.seed, what=what, notes=notes)}
-    if rule.by == "source":
+        out = {expert_id_for(t): (t,) for t in pick_tasks(pool, rule.sources, rule.count, rule.seed, what=what,
+                                                          notes=notes)}
+    elif rule.by == "source":
         groups = _groups(multi, lambda t: t.source)
         out = {expert_id_for(f"source:{name}"): members for name, members in sorted(groups.items())}
     elif rule.by == "taxon":
@@ -79,7 +81,7 @@ def rule_experts(rule: ExpertRule, tasks: Sequence[TaskSpec], *, what: str = "ex
         n_train = {t.task_id: t.n_train for t in pool}
         size = {name: sum(n_train[m] for m in members) for name, members in groups.items()}
         largest = sorted(groups, key=lambda name: (-size[name], name))[: rule.count]
-        if rule.count is not None and len(largest) < rule.count and notes is not None:
+        if rule.count is not None and 0 < len(largest) < rule.count and notes is not None:
             notes.append(f"{what}: {len(largest)} taxa at depth {rule.depth} of {rule.sources}, fewer than the "
                          f"{rule.count} asked; taking them all")
         out = {expert_id_for(f"taxon:{name}"): groups[name] for name in largest}
@@ -87,7 +89,7 @@ def rule_experts(rule: ExpertRule, tasks: Sequence[TaskSpec], *, what: str = "ex
         kinds = _groups([t for t in pool if t.is_binary], lambda t: f"{t.source}/{t.task_id.split('/')[1]}")
         out = {expert_id_for(first): (first,) for name in sorted(kinds)
                for first in [shuffled(kinds[name], rule.seed)[0]]}
-    if not out and notes is not None:
+    if not out and notes is not None and len(notes) == noted:
         notes.append(f"{what}: a rule by {rule.by} of {rule.sources} chooses no expert in this selection")
     return out
 
@@ -100,8 +102,12 @@ def _groups(tasks: Sequence[TaskSpec], key) -> dict[str, tuple[str, ...]]:
 
 
 def meta_task_tasks(meta: MetaTaskConfig, tasks: Sequence[TaskSpec], notes: list[str] | None = None) -> list[str]:
-    return pick_tasks(tasks, meta.task_sources, meta.tasks, meta.seed, per_source=meta.per_source,
-                      what=f"meta-task {meta.name}", notes=notes)
+    chosen = pick_tasks(tasks, meta.task_sources, meta.tasks, meta.seed, per_source=meta.per_source,
+                        what=f"meta-task {meta.name}", notes=notes)
+    if not chosen and notes is not None:
+        notes.append(f"meta-task {meta.name}: no task of {meta.task_sources} in the selection; the report "
+                     "cannot make its table")
+    return chosen
 
 
 def meta_task_trainings(meta: MetaTaskConfig, tasks: Sequence[TaskSpec],

@@ -4,6 +4,10 @@ Stages run in this order: ``experts`` → ``heads`` and ``embeddings`` → ``dis
 ``transfer_init`` → ``transfer``. A unit's key covers its fields and a digest of the config sections it
 depends on, so changing (say) the heads' learning rate re-plans only heads units.
 
+Experts and heads may be chosen by rule (``experts.rules``, the meta-tasks of ``report.meta_tasks``,
+``heads.pairs: meta_tasks``); ``orchestrator/meta_tasks.py`` resolves the rules, the same way for the
+report.
+
 One exception to "planned up front": in ``transfer.mode: nearest`` the ``transfer`` units depend on the
 committed distances, so ``plan`` leaves that stage empty (``Plan.transfer_deferred``) and the sweep
 calls ``plan_transfer`` with the committed ``d_asym`` once the distances stage is done (still pure:
@@ -16,13 +20,13 @@ import random
 from dataclasses import dataclass, field
 
 from orchestrator.config import SweepConfig
+from orchestrator.meta_tasks import MetaTask, meta_task_trainings, resolve, rule_experts
 from orchestrator.stages.distances import ComputeDistances
 from orchestrator.stages.embeddings import EmbedDomain, EmbedTask
 from orchestrator.stages.experts import RegisterGeneric, TrainExpert, expert_id_for, generic_expert_id
 from orchestrator.stages.heads import FitHeads
 from orchestrator.stages.transfer import FineTuneFromInit, FineTuneFromSource
 from orchestrator.transfer_pairs import Pair, nearest_pairs, nearest_roles, sources_and_targets, static_pairs
-from orchestrator.meta_tasks import MetaTask, meta_task_trainings, resolve, rule_experts
 from orchestrator.units import WorkUnit, digest
 from tasks.errors import TaskSweepInputError
 from tasks.spec import TaskSpec

@@ -140,3 +140,23 @@ def test_report_reads_committed_parts_only(report_run, tmp_path) -> None:
     pq.write_table(stray, copy / run_id / "heads" / "zz-partial-retry.parquet")  # no marker names it
     want, got = load_run(open_store(str(root)), run_id), load_run(open_store(str(copy)), run_id)
     np.testing.assert_array_equal(got.errors, want.errors)
+
+
+def test_meta_tasks_picked_by_rule_are_the_ones_the_plan_picked(report_run, mini_library) -> None:
+    from orchestrator.plan import plan
+    from orchestrator.report.data import load_run
+
+    root, run_id = report_run
+    store = open_store(str(root))
+    cfg = load_run(store, run_id).config.model_dump(mode="json")
+    cfg["report"]["meta_tasks"] = [{"name": "picked", "task_sources": ["inat2018", "cub200"], "tasks": 4, "seed": 5,
+                                    "experts": [{"by": "task", "sources": ["cub200"]}]}]
+    config = SweepConfig.model_validate(cfg)
+    data = load_run(store, run_id, config)
+    planned = plan(config, mini_library.tasks).meta_tasks[0]  # the plan of this config (more cub experts)
+    rows, errors = data.allowed(config.report.meta_tasks[0])
+    assert sorted(data.tasks[i] for i in rows) == sorted(planned.tasks) and len(rows) == 4
+    candidates = [e for e in planned.experts if e in data.experts]  # the run trained 2 of the 3 cub experts
+    assert data.meta_tasks["picked"].experts == tuple(candidates) and len(candidates) == 3
+    others = [j for j, e in enumerate(data.experts) if e not in candidates]
+    assert others and np.isnan(errors[:, others]).all()

@@ -8,6 +8,7 @@ whose worker died (without counting it against the unit), retries a unit that ra
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ class StageReport:
     failed: list[str] = field(default_factory=list)
     retries: int = 0
     worker_losses: int = 0
+    seconds: float = 0.0  # wall time of this driver's pass over the stage
 
 
 def run_stage(
@@ -43,10 +45,12 @@ def run_stage(
     show_progress: bool = True,
 ) -> StageReport:
     """Run every uncommitted unit of one stage to a commit or a failure row."""
+    start = time.perf_counter()
     report = StageReport(stage=stage, planned=len(units))
     done = recorder.committed()
     todo = deque(u for u in units if u.key not in done)
     report.skipped = len(units) - len(todo)
+    log.info("stage %s: %d units, %d to run", stage, len(units), len(todo))
     attempts: dict[str, int] = {}
     losses: dict[str, int] = {}
     bar = tqdm(total=len(units), initial=report.skipped, desc=f"{stage:>10}", unit="unit",
@@ -86,4 +90,5 @@ def run_stage(
             bar.set_postfix(failed=len(report.failed), refresh=False)
     finally:
         bar.close()
+    report.seconds = round(time.perf_counter() - start, 3)
     return report

@@ -82,7 +82,7 @@ def run_plan(the_plan: Plan, config: SweepConfig, store: ResultStore, run_id: st
         for stage in STAGES:
             if stage == "transfer" and the_plan.transfer_deferred:
                 # pairs only from complete distances: a partial table would pick other pairs than the resume
-                if any(r.failed for r in reports if r.stage == "distances"):
+                if distances_failed(reports):
                     log.warning("transfer: not planned, the distances stage has failed units; resume the run")
                     the_plan.stages[stage] = []
                 else:
@@ -91,13 +91,21 @@ def run_plan(the_plan: Plan, config: SweepConfig, store: ResultStore, run_id: st
             report = run_stage(stage, units, runner, recorder, max_attempts=config.runtime.max_attempts,
                                show_progress=show_progress)
             reports.append(report)
-            if not report.failed:
-                store.write_json(f"{run_id}/_manifest/{stage}.json", {"units": sorted(u.key for u in units)})
-            log.info("stage %s: %d planned, %d already committed, %d committed now, %d failed", stage,
-                     report.planned, report.skipped, report.committed, len(report.failed))
+            unplanned = stage == "transfer" and the_plan.transfer_deferred and distances_failed(reports)
+            if report.failed or unplanned:
+                recorder.drop_manifest(stage)
+            else:
+                recorder.write_manifest(stage, units)
+            log.info("stage %s: %d planned, %d already committed, %d committed now, %d failed in %.1f s", stage,
+                     report.planned, report.skipped, report.committed, len(report.failed), report.seconds)
     finally:
         runner.close()
     return reports
+
+
+def distances_failed(reports: list[StageReport]) -> bool:
+    """Whether the distances stage (which nearest-mode transfer pairs are planned from) has failed units."""
+    return any(r.failed for r in reports if r.stage == "distances")
 
 
 def committed_d_asym(recorder: RunRecorder, config: SweepConfig) -> dict[tuple[str, str], float]:

@@ -42,7 +42,8 @@ class WorkUnit:
         return self.key
 
     def run(self, ctx: Any) -> dict[str, pa.Table]:
-        """Compute and return the unit's rows, table name → Arrow table. No side effects on the store."""
+        """Compute and return the unit's outputs: table name → Arrow table (and name → ``commit.Blob`` for
+        raw objects such as weights). No side effects on the store: the commit path writes them."""
         raise NotImplementedError
 
 

@@ -3,7 +3,8 @@
 The generic expert is the probe itself (no unit, no checkpoint). A group pools the classes of its
 multi-class tasks (each (source, category) is one class), so an iNat-wide expert learns every species
 of the selected iNat tasks. Weights go to ``<run>/checkpoints/<expert key>.pt`` (deterministic key:
-a retry overwrites it), the metrics to the ``experts`` table.
+a retry overwrites it), the metrics to the ``experts`` table; both are the unit's outputs, written by the
+commit path (``orchestrator.commit``) before its marker.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset
 
 from experts.training import train_expert
+from orchestrator.commit import Blob
 from orchestrator.schemas import EXPERTS_SCHEMA, versioned
 from orchestrator.units import WorkUnit
 
@@ -43,6 +45,13 @@ def checkpoint_key(run_id: str, expert_id: str) -> str:
 def classifier_key(run_id: str, expert_id: str) -> str:
     """The expert's own linear classifier (``weight``, ``bias``), next to its feature extractor."""
     return checkpoint_key(run_id, expert_id).removesuffix(".pt") + ".classifier.pt"
+
+
+def _blob(key: str, run_id: str, state: dict) -> Blob:
+    """A state dict as a ``Blob`` at the run-relative part of ``key`` (committed with the unit's rows)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return Blob(key.removeprefix(f"{run_id}/"), buffer.getvalue())
 
 
 class _Relabelled(Dataset):
@@ -69,27 +78,23 @@ class TrainExpert(WorkUnit):
     def label(self) -> str:
         return self.expert_id
 
-    def run(self, ctx) -> dict[str, pa.Table]:
+    def run(self, ctx) -> dict[str, pa.Table | Blob]:
         start = time.perf_counter()
         train_set, test_set, n_classes = self._datasets(ctx)
         config = ctx.config.experts.train_config(ctx.config.experts.seed)
         probe = ctx.probe
         result = train_expert(probe.body, probe.info.feature_dim, n_classes, train_set, config=config,
                               device=ctx.device, val_set=test_set if len(test_set) else None)
-        buffer = io.BytesIO()
-        torch.save(result.feature_extractor_state, buffer)
         key = checkpoint_key(ctx.run_id, self.expert_id)
-        ctx.store.write_bytes(key, buffer.getvalue())
-        head = io.BytesIO()
-        torch.save(result.classifier_state, head)
-        ctx.store.write_bytes(classifier_key(ctx.run_id, self.expert_id), head.getvalue())
         row = {
             "run_id": ctx.run_id, "expert_id": self.expert_id, "kind": "finetuned", "probe": probe.info.name,
             "pretrained": probe.info.pretrained, "task_ids": list(self.task_ids), "n_classes": n_classes,
             "n_train": len(train_set), "train_error": result.train_error, "test_error": result.val_error,
             "checkpoint": key, "seconds": time.perf_counter() - start, "warnings": ctx.probe_warnings(),
         }
-        return {"experts": pa.Table.from_pylist([row], schema=versioned(EXPERTS_SCHEMA, "experts"))}
+        return {"experts": pa.Table.from_pylist([row], schema=versioned(EXPERTS_SCHEMA, "experts")),
+                "checkpoint": _blob(key, ctx.run_id, result.feature_extractor_state),
+                "classifier": _blob(classifier_key(ctx.run_id, self.expert_id), ctx.run_id, result.classifier_state)}
 
     def _datasets(self, ctx) -> tuple[Dataset, Dataset, int]:
         tasks = [ctx.library.task(t) for t in self.task_ids]

@@ -93,7 +93,7 @@ class FineTuneFromSource(WorkUnit):
     def _init_row(self, ctx) -> dict:
         recorder = RunRecorder(ctx.store, ctx.run_id)
         key = recorder.part_key("transfer_init", self.init_key)
-        if not ctx.store.exists(f"{ctx.run_id}/_done/{self.init_key}"):
+        if not recorder.is_committed(self.init_key):
             raise RuntimeError(f"the from-init run of {self.target_task} (seed {self.seed}, unit {self.init_key}) "
                                "is not committed (see failures/); resume the run once it succeeds")
         table = ctx.store.read_table(key)

@@ -99,3 +99,29 @@ def test_bad_specs_and_empty_test(problem):
     (r,) = train_heads(X, [HeadSpec("t", good.targets, good.train_idx, np.array([], dtype=int))],
                        config=HeadTrainConfig(epochs=2))
     assert r.n_test == 0 and math.isnan(r.test_error) and math.isnan(r.test_loss)
+
+
+def test_tasks_owning_their_images_train_alone_with_the_same_result():
+    """iNat-like groups (each task owns its images) take the per-task path: same heads, no N × T logits."""
+    from experts.heads import _alone_is_cheaper, _validated
+
+    rng = np.random.default_rng(3)
+    n, dim, per_task = 600, 8, 100
+    X = rng.normal(size=(n, dim)).astype(np.float32)
+    X = (X - X.mean(0)) / X.std(0)
+    specs = []
+    for t, k in enumerate([2, 3, 5, 4, 2, 3]):
+        rows = np.arange(t * per_task, (t + 1) * per_task)
+        targets = np.full(n, -1)
+        targets[rows] = (X[rows] @ rng.normal(size=(dim, k))).argmax(1)
+        specs.append(HeadSpec(f"task{t}", targets, rows[:70], rows[70:], k))
+    assert _alone_is_cheaper([_validated(s, n) for s in specs], n, dim, 2**26)
+    config = HeadTrainConfig(epochs=30, standardize=False)
+    together = train_heads(torch.from_numpy(X), specs, config=config)
+    for spec, result in zip(specs, together):
+        rows = np.concatenate([spec.train_idx, spec.test_idx])
+        own = HeadSpec(spec.task_id, spec.targets[rows], np.arange(70), np.arange(70, per_task), spec.n_classes)
+        (padded,) = train_heads(torch.from_numpy(X[rows]), [own], config=config)  # the chunked path on its rows
+        assert (result.n_train, result.n_test) == (70, 30)
+        assert result.train_loss == pytest.approx(padded.train_loss, abs=1e-6)
+        assert result.test_error == pytest.approx(padded.test_error, abs=1e-9)

@@ -160,3 +160,69 @@ def test_meta_tasks_picked_by_rule_are_the_ones_the_plan_picked(report_run, mini
     assert data.meta_tasks["picked"].experts == tuple(candidates) and len(candidates) == 3
     others = [j for j, e in enumerate(data.experts) if e not in candidates]
     assert others and np.isnan(errors[:, others]).all()
+
+
+class _CountingStore:
+    """Counts the store calls that become S3 requests (GETs, HEADs, listings) while ``load_run`` runs."""
+
+    def __init__(self, store) -> None:
+        self.reads: list[str] = []
+        self.lists: list[str] = []
+        for name, log in (("read_bytes", self.reads), ("exists", self.reads), ("list", self.lists),
+                          ("read_dataset", self.lists)):
+            setattr(store, name, self._counted(getattr(store, name), log))
+
+    @staticmethod
+    def _counted(fn, log):
+        def call(key="", *args, **kwargs):
+            log.append(key if isinstance(key, str) else f"{len(key)} keys")
+            return fn(key, *args, **kwargs)
+        return call
+
+
+def test_load_run_reads_manifests_not_markers(report_run) -> None:
+    from orchestrator.report.data import load_run
+
+    root, run_id = report_run
+    store = open_store(str(root))
+    parts = [k for k in store.list(run_id) if k.endswith(".parquet") and k.split("/")[1] in
+             ("heads", "experts", "embeddings", "distances")]
+    count = _CountingStore(store)
+    data = load_run(store, run_id)
+    assert data.errors.shape == (8, 5)
+    assert not [k for k in count.reads if "/_done/" in k], "a marker was read one GET at a time"
+    assert count.lists == [f"{run_id}/tasks"]  # the library's table; committed tables come from manifests
+    # run.json (look-up + read), five manifests (transfer's: none, this run has no transfer stage), the parts
+    assert len(count.reads) <= 2 + 5 + len(parts) + 1
+
+
+def test_an_incomplete_stage_is_read_with_two_listings(report_run, tmp_path) -> None:
+    import shutil
+
+    from orchestrator.commit import RunRecorder
+
+    root, run_id = report_run
+    copy = tmp_path / "results"
+    shutil.copytree(root, copy)
+    store = open_store(str(copy))
+    recorder = RunRecorder(store, run_id)
+    full = recorder.read_committed("heads", stage="heads")
+    recorder.drop_manifest("heads")
+    stray = f"{run_id}/heads/heads-{'0' * 20}.parquet"  # a part whose unit never committed
+    store.write_table(stray, full.slice(0, 1))
+    count = _CountingStore(store)
+    again = recorder.read_committed("heads", stage="heads")
+    assert again.sort_by("task_id").equals(full.sort_by("task_id"))
+    assert not [k for k in count.reads if "/_done/" in k]
+    assert count.lists == [f"{run_id}/_done/", f"{run_id}/heads/"]
+
+
+def test_expert_weights_are_committed_parts(report_run) -> None:
+    root, run_id = report_run
+    store = open_store(str(root))
+    markers = [store.read_json(k) for k in store.list(f"{run_id}/_done")]
+    experts = [m for m in markers if m["stage"] == "experts" and not m["label"].startswith("generic/")]
+    assert len(experts) == 4
+    for marker in experts:
+        weights = [p for p in marker["parts"] if p.split("/")[1] == "checkpoints"]
+        assert len(weights) == 2 and all(store.exists(p) for p in weights), marker

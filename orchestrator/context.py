@@ -11,11 +11,9 @@ import io
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
-from torchvision import transforms
 
 from experts.backbones import Probe, create_backbone
 from orchestrator.config import SweepConfig
@@ -24,11 +22,9 @@ from orchestrator.store import ResultStore
 from tasks.library import Library
 from tasks.spec import TaskSpec
 from tasks.torch_dataset import TaskImageDataset
+from tasks.transforms import EvalTransform, TrainTransform
 
 log = logging.getLogger(__name__)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -115,10 +111,7 @@ class SweepContext:
         paths = src.images["path"].take(image_indices).to_pylist()
         return TaskImageDataset(src.root, paths, np.zeros(len(paths), dtype=np.int64), self.transform(False))
 
-    def transform(self, train: bool) -> Any:
+    def transform(self, train: bool) -> TrainTransform | EvalTransform:
+        """The one input pipeline (tasks/transforms.py): Task2Vec's random crop + flip, or the centre crop."""
         size = self.config.runtime.image_size
-        norm = [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-        if train:  # the reference's Task2Vec input: random crop + flip (docs/task2vec.md)
-            return transforms.Compose([transforms.Resize(size), transforms.RandomCrop(size, pad_if_needed=True),
-                                       transforms.RandomHorizontalFlip(), *norm])
-        return transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), *norm])
+        return TrainTransform(size) if train else EvalTransform(size)

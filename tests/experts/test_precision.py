@@ -77,6 +77,14 @@ def test_head_test_error_on_bf16_features_within_half_a_point(problem) -> None:
     assert abs(errors["bf16"] - errors["fp32"]) <= 0.5 * POINT
 
 
+def test_fp16_fine_tuning_runs_with_a_gradient_scaler(problem) -> None:
+    train, _ = problem
+    config = ExpertTrainConfig(epochs=1, batch_size=64, precision="fp16")
+    result = train_expert(tiny_cnn(), 16, 4, train, config=config, device="cpu")
+    assert result.precision == "fp16" and all(np.isfinite(result.train_loss))
+    assert all(v.dtype == torch.float32 for v in result.feature_extractor_state.values() if v.is_floating_point())
+
+
 def test_autocast_forward_returns_float32_and_leaves_the_rest_alone() -> None:
     layer = nn.Linear(4, 3)
     x = torch.randn(2, 4)

@@ -10,25 +10,45 @@ from __future__ import annotations
 import io
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import torch
-from torchvision import transforms
 
 from experts.backbones import Probe, create_backbone
-from orchestrator.config import SweepConfig
+from experts.precision import Precision, effective_precision
+from experts.task2vec import Task2VecConfig
+from experts.training import ExpertTrainConfig
+from orchestrator.config import ExpertsConfig, SweepConfig, TransferConfig
 from orchestrator.library_io import load_library
 from orchestrator.store import ResultStore
 from tasks.library import Library
 from tasks.spec import TaskSpec
 from tasks.torch_dataset import TaskImageDataset
+from tasks.transforms import EvalTransform, TrainTransform
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+Stage = Literal["finetune", "features", "fisher"]
+
+
+def resolve_device(wanted: str) -> torch.device:
+    """``runtime.device``: ``auto`` is CUDA when there is a GPU."""
+    if wanted == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(wanted)
+
+
+def stage_precision(config: SweepConfig, device: torch.device, stage: Stage) -> Precision:
+    """What ``stage`` runs with on ``device``: ``runtime.precision.<stage>`` on CUDA, float32 elsewhere."""
+    return effective_precision(device, getattr(config.runtime.precision, stage), allow_fp16=stage != "fisher")
+
+
+def run_task2vec_config(config: SweepConfig, device: torch.device) -> Task2VecConfig:
+    """The Task2Vec settings every task of a run is embedded with, and ``recommend`` embeds a folder with."""
+    return replace(config.embeddings.task2vec_config(), precision=stage_precision(config, device, "fisher"),
+                   channels_last=config.runtime.channels_last)
 
 
 @dataclass
@@ -44,10 +64,24 @@ class SweepContext:
     # -- what units use -------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        wanted = self.config.runtime.device
-        if wanted == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(wanted)
+        return resolve_device(self.config.runtime.device)
+
+    def precision(self, stage: Stage) -> Precision:
+        """The autocast ``stage`` runs under on this worker's device (recorded in the output rows)."""
+        return stage_precision(self.config, self.device, stage)
+
+    @property
+    def channels_last(self) -> bool:
+        """NHWC inputs for fine-tuning and feature passes: on CUDA, when ``runtime.channels_last``."""
+        return self.config.runtime.channels_last and self.device.type == "cuda"
+
+    def train_config(self, budget: ExpertsConfig | TransferConfig, seed: int) -> ExpertTrainConfig:
+        """A fine-tuning budget (experts or transfer) with this worker's precision and layout."""
+        return replace(budget.train_config(seed), precision=self.precision("finetune"),
+                       channels_last=self.channels_last)
+
+    def task2vec_config(self) -> Task2VecConfig:
+        return run_task2vec_config(self.config, self.device)
 
     @property
     def library(self) -> Library:
@@ -115,10 +149,7 @@ class SweepContext:
         paths = src.images["path"].take(image_indices).to_pylist()
         return TaskImageDataset(src.root, paths, np.zeros(len(paths), dtype=np.int64), self.transform(False))
 
-    def transform(self, train: bool) -> Any:
+    def transform(self, train: bool) -> TrainTransform | EvalTransform:
+        """The one input pipeline (tasks/transforms.py): Task2Vec's random crop + flip, or the centre crop."""
         size = self.config.runtime.image_size
-        norm = [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-        if train:  # the reference's Task2Vec input: random crop + flip (docs/task2vec.md)
-            return transforms.Compose([transforms.Resize(size), transforms.RandomCrop(size, pad_if_needed=True),
-                                       transforms.RandomHorizontalFlip(), *norm])
-        return transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), *norm])
+        return TrainTransform(size) if train else EvalTransform(size)

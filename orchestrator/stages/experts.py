@@ -81,7 +81,7 @@ class TrainExpert(WorkUnit):
     def run(self, ctx) -> dict[str, pa.Table | Blob]:
         start = time.perf_counter()
         train_set, test_set, n_classes = self._datasets(ctx)
-        config = ctx.config.experts.train_config(ctx.config.experts.seed)
+        config = ctx.train_config(ctx.config.experts, ctx.config.experts.seed)
         probe = ctx.probe
         result = train_expert(probe.body, probe.info.feature_dim, n_classes, train_set, config=config,
                               device=ctx.device, val_set=test_set if len(test_set) else None)
@@ -91,6 +91,7 @@ class TrainExpert(WorkUnit):
             "pretrained": probe.info.pretrained, "task_ids": list(self.task_ids), "n_classes": n_classes,
             "n_train": len(train_set), "train_error": result.train_error, "test_error": result.val_error,
             "checkpoint": key, "seconds": time.perf_counter() - start, "warnings": ctx.probe_warnings(),
+            "precision": result.precision,
         }
         return {"experts": pa.Table.from_pylist([row], schema=versioned(EXPERTS_SCHEMA, "experts")),
                 "checkpoint": _blob(key, ctx.run_id, result.feature_extractor_state),
@@ -129,6 +130,6 @@ class RegisterGeneric(WorkUnit):
         row = {
             "run_id": ctx.run_id, "expert_id": self.expert_id, "kind": "generic", "probe": info.name,
             "pretrained": info.pretrained, "task_ids": [], "n_classes": 0, "n_train": 0, "train_error": None,
-            "test_error": None, "checkpoint": "", "seconds": 0.0, "warnings": ctx.probe_warnings(),
+            "test_error": None, "checkpoint": "", "seconds": 0.0, "warnings": ctx.probe_warnings(), "precision": None,
         }
         return {"experts": pa.Table.from_pylist([row], schema=versioned(EXPERTS_SCHEMA, "experts"))}

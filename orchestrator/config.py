@@ -23,15 +23,24 @@ class _Section(BaseModel):
 
 
 class DatasetsConfig(_Section):
-    """Dataset roots; ``mini: true`` generates the mini datasets under ``mini_dir`` and uses all four."""
+    """Dataset roots (a folder, or ``s3://bucket/prefix``: read through the store layer); ``mini: true``
+    generates the mini datasets under ``mini_dir`` and uses all four."""
 
-    inat2018: Path | None = None
-    cub200: Path | None = None
-    imat2018: Path | None = None
-    deepfashion: Path | None = None
+    inat2018: Path | str | None = None
+    cub200: Path | str | None = None
+    imat2018: Path | str | None = None
+    deepfashion: Path | str | None = None
     mini: bool = False
     mini_dir: Path = Path("./mini-data")
     mini_seed: int = 0
+
+    @field_validator("inat2018", "cub200", "imat2018", "deepfashion", mode="before")
+    @classmethod
+    def _root(cls, v: object) -> object:
+        """``s3://`` roots stay strings (a Path would fold the ``//``); anything else is a folder."""
+        if v is None or (isinstance(v, str) and v.startswith("s3://")):
+            return v
+        return Path(v) if isinstance(v, (str, Path)) else v
 
 
 class TaskSelection(_Section):
@@ -146,6 +155,24 @@ class RuntimeConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
+# -- input pipeline (issue 12): the decoded-image cache and the DataLoader processes -------------------
+class InputConfig(_Section):
+    """How images reach the model (docs/sweep.md, "Image cache").
+
+    ``cache``: stage ``image_cache`` decodes every image of the run's tasks once, resized to a short side of
+    ``image_size * 8 / 7`` (256 for 224), and writes it in shards to the result store; later stages read
+    the shards instead of the original files. ``loader_workers``: DataLoader processes per sweep worker;
+    default ``runtime.cpus_per_worker - 1`` (0: load in the worker itself).
+    """
+
+    cache: bool = True
+    cache_encoding: Literal["jpeg", "raw"] = "jpeg"
+    cache_quality: int = Field(95, ge=50, le=100, description="JPEG quality of the cached images")
+    shard_images: int = Field(1024, ge=1, description="images per shard (one work unit each)")
+    loader_workers: int | None = Field(None, ge=0, le=64)
+    prefetch_batches: int = Field(4, ge=1, le=64, description="batches each loader process prepares ahead")
+
+
 Source = Literal["inat2018", "cub200", "imat2018", "deepfashion"]
 
 
@@ -186,6 +213,7 @@ class SweepConfig(_Section):
     transfer: TransferConfig = TransferConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     report: ReportConfig = ReportConfig()
+    input: InputConfig = InputConfig()
 
     @model_validator(mode="after")
     def _some_dataset(self) -> "SweepConfig":

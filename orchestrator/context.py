@@ -27,7 +27,7 @@ from orchestrator.dataset_files import dataset_files
 from orchestrator.library_io import load_library
 from orchestrator.stages.image_cache import ShardFiles, load_cache_indexes
 from orchestrator.store import ResultStore
-from tasks.image_cache import CachedImageDataset, ImageCacheIndex, ImageCacheReader
+from tasks.image_cache import CachedImageDataset, CropNormalize, ImageCacheIndex, ImageCacheReader
 from tasks.library import Library, task_rows
 from tasks.spec import TaskSpec
 from tasks.torch_dataset import ImageFiles, TaskImageDataset
@@ -164,12 +164,7 @@ class SweepContext:
     def tensor_transform(self, train: bool) -> Any:
         """The cached path's transform of a (3, H, W) uint8 image: crop (random + flip when ``train``), then
         ImageNet normalisation."""
-        size = self.config.runtime.image_size
-        norm = [transforms.ConvertImageDtype(torch.float32), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-        if train:
-            return transforms.Compose([transforms.RandomCrop(size, pad_if_needed=True),
-                                       transforms.RandomHorizontalFlip(), *norm])
-        return transforms.Compose([transforms.CenterCrop(size), *norm])
+        return CropNormalize(self.config.runtime.image_size, IMAGENET_MEAN, IMAGENET_STD, train=train)
 
     def transform(self, train: bool) -> Any:
         size = self.config.runtime.image_size

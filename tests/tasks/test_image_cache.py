@@ -16,6 +16,7 @@ from torchvision import transforms
 from tasks.image_cache import (
     ROW_GROUP_ROWS,
     CachedImageDataset,
+    CropNormalize,
     ImageCacheIndex,
     ImageCacheReader,
     cache_short_side,
@@ -93,16 +94,22 @@ def test_cached_dataset_matches_the_raw_path_and_pickles(tmp_path) -> None:
     cached = {i: resized_array(load_rgb(root, p), side) for i, p in enumerate(paths)}
     index = _write_shards(tmp_path, cached, per_shard=3, encoding="raw")
     reader = ImageCacheReader(index, functools.partial(os.path.join, str(tmp_path)))
-    norm = transforms.Normalize((0.5,) * 3, (0.25,) * 3)
-    tensor_tf = transforms.Compose([transforms.CenterCrop(size), transforms.ConvertImageDtype(torch.float32), norm])
-    pil_tf = transforms.Compose([transforms.Resize(side), transforms.CenterCrop(size), transforms.ToTensor(), norm])
+    mean, std = (0.5, 0.4, 0.3), (0.25, 0.2, 0.3)
+    norm = [transforms.ToTensor(), transforms.Normalize(mean, std)]
+    crops = {True: [transforms.RandomCrop(size, pad_if_needed=True), transforms.RandomHorizontalFlip()],
+             False: [transforms.CenterCrop(size)]}
     targets = np.arange(5) % 2
-    fast = CachedImageDataset(pickle.loads(pickle.dumps(reader)), np.arange(5), targets, tensor_tf)
-    slow = TaskImageDataset(root, paths, targets, pil_tf)
-    for i in range(5):
-        (a, ya), (b, yb) = fast[i], slow[i]
-        assert ya == yb and a.shape == b.shape == (3, size, size)
-        assert torch.allclose(a, b, atol=1e-5)
+    for train in (False, True):
+        fast = CachedImageDataset(pickle.loads(pickle.dumps(reader)), np.arange(5), targets,
+                                  CropNormalize(size, mean, std, train=train))
+        slow = TaskImageDataset(root, paths, targets, transforms.Compose([transforms.Resize(side), *crops[train], *norm]))
+        for i in range(5):
+            torch.manual_seed(i)  # the same random crop and flip on both paths
+            a, ya = fast[i]
+            torch.manual_seed(i)
+            b, yb = slow[i]
+            assert ya == yb and a.shape == b.shape == (3, size, size)
+            assert torch.allclose(a, b, atol=1e-5), (train, i)
 
 
 def test_load_rgb_reads_through_a_files_object_and_names_bad_files(tmp_path) -> None:

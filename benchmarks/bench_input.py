@@ -1,0 +1,143 @@
+"""Images/s delivered to the model at 224 px: today's path (open each JPEG, decode, resize, crop) against
+the image cache (decoded once at a 256 px short side, crop + flip + normalise on the uint8 tensor).
+
+Realistic inputs: 800x600 JPEGs at quality 90 (most iNaturalist images), generated as smooth colour
+fields with texture and grain. Both paths run through the sweep's own pieces (``SweepContext``'s
+transforms, ``TaskImageDataset`` / ``CachedImageDataset``, ``experts.loader.make_loader``) with 1 and 2
+DataLoader processes (persistent across epochs, as in the sweep; a first warm-up epoch is not counted),
+epochs interleaved round by round; medians are reported. The cache is built once first (its build rate
+and bytes per image are reported too).
+
+    python benchmarks/bench_input.py            # 512 images, 5 rounds, jpeg and raw cache encodings
+    python benchmarks/bench_input.py --quick    # < 2 minutes; prints "cache/raw speed ratio: X" last
+
+The ratio is the cache path's images/s over today's with one loader process (per core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+from experts.loader import LoaderSettings, make_loader
+from orchestrator.config import SweepConfig
+from orchestrator.context import SweepContext
+from tasks.image_cache import (
+    CachedImageDataset,
+    ImageCacheIndex,
+    ImageCacheReader,
+    cache_short_side,
+    resized_array,
+    shard_table,
+    write_shard,
+)
+from tasks.torch_dataset import TaskImageDataset, load_rgb
+
+IMAGE_SIZE = 224
+BATCH = 32
+
+
+def make_jpegs(folder: Path, n: int, seed: int = 0) -> list[str]:
+    """``n`` 800x600 photo-like JPEGs (quality 90, ~150-200 KB each)."""
+    rng = np.random.default_rng(seed)
+    names = []
+    for i in range(n):
+        base = Image.fromarray(rng.integers(0, 255, (600 // 16, 800 // 16, 3), dtype=np.uint8)).resize((800, 600), Image.BICUBIC)
+        grain = rng.normal(0, 14, (600, 800, 3))
+        image = Image.fromarray(np.clip(np.asarray(base, dtype=np.float32) + grain, 0, 255).astype(np.uint8))
+        image.filter(ImageFilter.GaussianBlur(0.6)).save(folder / f"{i:05d}.jpg", quality=90)
+        names.append(f"{i:05d}.jpg")
+    return names
+
+
+def build_cache(root: Path, paths: list[str], out: Path, encoding: str, shard_images: int = 256) -> tuple[ImageCacheIndex, float, float]:
+    """Shards of ``paths`` as the ``image_cache`` stage writes them; (index, images/s, bytes per image)."""
+    side = cache_short_side(IMAGE_SIZE)
+    start = time.perf_counter()
+    names, rows = [], []
+    for s, lo in enumerate(range(0, len(paths), shard_images)):
+        chunk = list(range(lo, min(lo + shard_images, len(paths))))
+        images = [resized_array(load_rgb(root, paths[i]), side) for i in chunk]
+        write_shard(shard_table(np.array(chunk), images, encoding), str(out / f"{encoding}-{s}.parquet"))
+        names += [f"{encoding}-{s}.parquet"] * len(chunk)
+        rows += list(range(len(chunk)))
+    seconds = time.perf_counter() - start
+    size = sum(f.stat().st_size for f in out.glob(f"{encoding}-*.parquet"))
+    index = ImageCacheIndex.from_rows(encoding, np.arange(len(paths)), names, np.array(rows))
+    return index, len(paths) / seconds, size / len(paths)
+
+
+def epoch_rate(loader) -> float:
+    """Images/s of one pass (epoch) of ``loader``: shuffled batches, as a training loop takes them."""
+    start = time.perf_counter()
+    n = 0
+    for images, _ in loader:
+        assert images.shape[1:] == (3, IMAGE_SIZE, IMAGE_SIZE)
+        n += len(images)
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer images and rounds, jpeg cache only (< 2 min)")
+    parser.add_argument("--images", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=None)
+    args = parser.parse_args()
+    n_images = args.images or (128 if args.quick else 512)
+    rounds = args.rounds or (2 if args.quick else 5)
+    encodings = ["jpeg"] if args.quick else ["jpeg", "raw"]
+    torch.set_num_threads(1)
+    ctx = SweepContext(store=None, run_id="bench", config=SweepConfig.model_validate(  # type: ignore[arg-type]
+        {"datasets": {"mini": True}, "runtime": {"image_size": IMAGE_SIZE}}))
+    print(f"machine: {os.cpu_count()} CPUs (shared with other sessions); torch {torch.__version__}; "
+          f"{n_images} images 800x600 q90, batches of {BATCH}, {rounds} interleaved rounds, medians")
+    with tempfile.TemporaryDirectory() as tmp:
+        root, shards = Path(tmp) / "jpegs", Path(tmp) / "shards"
+        root.mkdir()
+        shards.mkdir()
+        paths = make_jpegs(root, n_images)
+        jpeg_kb = sum((root / p).stat().st_size for p in paths) / len(paths) / 1e3
+        print(f"original JPEGs: {jpeg_kb:.0f} KB per image")
+        targets = np.zeros(n_images, dtype=np.int64)
+        datasets = {"raw": TaskImageDataset(root, paths, targets, ctx.transform(True))}
+        for enc in encodings:
+            index, build_rate, per_image = build_cache(root, paths, shards, enc)
+            print(f"cache build ({enc}): {build_rate:.0f} images/s on one core, {per_image / 1e3:.0f} KB per image "
+                  f"at a {cache_short_side(IMAGE_SIZE)} px short side")
+            reader = ImageCacheReader(index, functools.partial(os.path.join, str(shards)))
+            datasets[f"cache-{enc}"] = CachedImageDataset(reader, np.arange(n_images), targets, ctx.tensor_transform(True))
+        # Persistent loader processes (as the sweep uses them across epochs); epoch 0 warms them up and
+        # is not counted, so start-up (fork, first batches) does not weigh on the faster path.
+        loaders = {(name, w): make_loader(ds, LoaderSettings(workers=w), batch_size=BATCH, shuffle=True,
+                                          generator=torch.Generator().manual_seed(0))
+                   for w in (1, 2) for name, ds in datasets.items()}
+        results: dict[tuple[str, int], list[float]] = {k: [] for k in loaders}
+        for r in range(rounds + 1):
+            for key, loader in loaders.items():
+                value = epoch_rate(loader)
+                if r:
+                    results[key].append(value)
+        del loaders
+        print(f"\n{'path':<12} {'loader procs':>12} {'images/s':>10} {'per process':>12} {'vs raw':>8}")
+        med = {k: statistics.median(v) for k, v in results.items()}
+        for (name, workers), value in sorted(med.items(), key=lambda kv: (kv[0][1], kv[0][0] != "raw", kv[0][0])):
+            print(f"{name:<12} {workers:>12} {value:>10.0f} {value / workers:>12.0f} {value / med[('raw', workers)]:>7.1f}x")
+    ratio = med[("cache-jpeg", 1)] / med[("raw", 1)]
+    assumed_gpu = 3000.0
+    print(f"\none GPU at an assumed {assumed_gpu:.0f} images/s (H100, mixed precision; not measured here) needs "
+          f"{assumed_gpu / med[('raw', 1)]:.0f} cores on today's path, {assumed_gpu / med[('cache-jpeg', 1)]:.1f} "
+          "with the jpeg cache")
+    print(f"cache/raw speed ratio: {ratio:.1f}")
+
+
+if __name__ == "__main__":
+    main()

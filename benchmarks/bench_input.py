@@ -35,12 +35,11 @@ from tasks.image_cache import (
     CachedImageDataset,
     ImageCacheIndex,
     ImageCacheReader,
-    cache_short_side,
-    resized_array,
     shard_table,
     write_shard,
 )
 from tasks.torch_dataset import TaskImageDataset, load_rgb
+from tasks.transforms import decode, decoded_side
 
 IMAGE_SIZE = 224
 BATCH = 32
@@ -61,12 +60,11 @@ def make_jpegs(folder: Path, n: int, seed: int = 0) -> list[str]:
 
 def build_cache(root: Path, paths: list[str], out: Path, encoding: str, shard_images: int = 256) -> tuple[ImageCacheIndex, float, float]:
     """Shards of ``paths`` as the ``image_cache`` stage writes them; (index, images/s, bytes per image)."""
-    side = cache_short_side(IMAGE_SIZE)
     start = time.perf_counter()
     names, rows = [], []
     for s, lo in enumerate(range(0, len(paths), shard_images)):
         chunk = list(range(lo, min(lo + shard_images, len(paths))))
-        images = [resized_array(load_rgb(root, paths[i]), side) for i in chunk]
+        images = [decode(load_rgb(root, paths[i]), IMAGE_SIZE) for i in chunk]
         write_shard(shard_table(np.array(chunk), images, encoding), str(out / f"{encoding}-{s}.parquet"))
         names += [f"{encoding}-{s}.parquet"] * len(chunk)
         rows += list(range(len(chunk)))
@@ -112,9 +110,9 @@ def main() -> None:
         for enc in encodings:
             index, build_rate, per_image = build_cache(root, paths, shards, enc)
             print(f"cache build ({enc}): {build_rate:.0f} images/s on one core, {per_image / 1e3:.0f} KB per image "
-                  f"at a {cache_short_side(IMAGE_SIZE)} px short side")
+                  f"at a {decoded_side(IMAGE_SIZE)} px short side")
             reader = ImageCacheReader(index, functools.partial(os.path.join, str(shards)))
-            datasets[f"cache-{enc}"] = CachedImageDataset(reader, np.arange(n_images), targets, ctx.tensor_transform(True))
+            datasets[f"cache-{enc}"] = CachedImageDataset(reader, np.arange(n_images), targets, ctx.transform(True))
         # Persistent loader processes (as the sweep uses them across epochs); epoch 0 warms them up and
         # is not counted, so start-up (fork, first batches) does not weigh on the faster path.
         loaders = {(name, w): make_loader(ds, LoaderSettings(workers=w), batch_size=BATCH, shuffle=True,

@@ -1,8 +1,9 @@
 """Embed a folder of images (torchvision ``ImageFolder`` layout: one sub-folder per class).
 
-This is how a user embeds their own task. Images go through the reference's *training* transform
-(``RandomResizedCrop(image_size)``, horizontal flip, ImageNet normalisation), as the reference
-does for Task2Vec. Classes are the sub-folder names in sorted order (as ``ImageFolder``); hidden
+This is how a user embeds their own task. Images go through the sweep's Task2Vec input
+(``tasks.transforms.TrainTransform``: short side resized to ``decoded_side(image_size)``, a random
+``image_size`` crop, horizontal flip, ImageNet normalisation), so a folder holding a library task's
+images embeds exactly as the sweep embedded that task. Classes are the sub-folder names in sorted order (as ``ImageFolder``); hidden
 entries are ignored. Problems are reported as ``TaskSweepInputError`` naming the folder or file:
 a missing or empty folder, fewer than two classes, a class folder without images, a file that is
 not a readable image (headers are checked before any compute; a file that fails to decode later
@@ -13,36 +14,26 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision import transforms
 
 from experts.backbones import create_backbone
 from experts.task2vec import Task2VecConfig, TaskEmbedding, embed_task
 from tasks.errors import TaskSweepInputError
+from tasks.transforms import TrainTransform
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolderTask", "embed_image_folder", "training_transform"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFolderTask", "embed_image_folder"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def training_transform(image_size: int = 224) -> transforms.Compose:
-    """The reference's Task2Vec input transform (its ``_get_transforms(augment=True)``)."""
-    return transforms.Compose([
-        transforms.RandomResizedCrop(image_size),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
 
 
 class ImageFolderTask(Dataset):
     """``(image_tensor, class_index)`` items of a class-per-sub-folder tree, validated up front."""
 
-    def __init__(self, root: str | Path, transform: transforms.Compose) -> None:
+    def __init__(self, root: str | Path, transform: Callable[[Image.Image], torch.Tensor]) -> None:
         self.root = Path(root)
         self.transform = transform
         self.classes, self.files, self.targets = _scan(self.root)
@@ -108,14 +99,14 @@ def embed_image_folder(
         seed: seeds every random draw (augmentation included) and the probe's random init.
         max_samples: at most this many images feed the head (``Task2VecConfig.max_samples``).
         device: ``cpu``, ``cuda``, ``cuda:1``, ...
-        image_size: side of the random-resized crop.
+        image_size: side of the random crop (``tasks.transforms``).
         config: other settings (defaults: the reference's); ``max_samples`` overrides its field.
 
     Raises:
         TaskSweepInputError: bad folder layout or image, naming the path.
         FileNotFoundError: a missing weights file.
     """
-    dataset = ImageFolderTask(path, training_transform(image_size))
+    dataset = ImageFolderTask(path, TrainTransform(image_size))
     net = create_backbone(probe, weights=probe_weights, num_classes=len(dataset.classes), seed=seed)
     config = replace(config or Task2VecConfig(), max_samples=max_samples)
     emb = embed_task(dataset, net, method=method, config=config, device=device, seed=seed)

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset, TensorDataset
-from torchvision import transforms
 
 from experts.backbones import create_backbone, get_backbone
-from experts.embed_folder import IMAGENET_MEAN, IMAGENET_STD, ImageFolderTask
+from experts.embed_folder import ImageFolderTask
 from experts.training import ExpertTrainConfig, Progress, train_expert
+from tasks.transforms import EvalTransform
 
-__all__ = ["PretrainResult", "pretrain_probe", "pretrain_transform", "save_weights"]
+__all__ = ["PretrainResult", "pretrain_probe", "save_weights"]
 
 
 @dataclass(frozen=True)
@@ -32,12 +32,6 @@ class PretrainResult:
     n_images: int
     train_error: float
     train_loss: list[float]
-
-
-def pretrain_transform(image_size: int) -> transforms.Compose:
-    """Resize, centre crop, ImageNet normalisation (the training loop adds its own augmentation)."""
-    return transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size), transforms.ToTensor(),
-                               transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
 def pretrain_probe(
@@ -54,7 +48,7 @@ def pretrain_probe(
 
     Raises ``TaskSweepInputError`` for a bad folder (experts.embed_folder's checks).
     """
-    data = ImageFolderTask(folder, pretrain_transform(image_size))
+    data = ImageFolderTask(folder, EvalTransform(image_size))  # centre crop; the loop augments
     dataset: Dataset = data
     if len(data) * 3 * image_size * image_size * 4 <= cache_bytes:
         images = torch.stack([data[i][0] for i in range(len(data))])

@@ -12,13 +12,11 @@ import io
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import torch
 from torch.utils.data import Dataset
-from torchvision import transforms
 
 from experts.backbones import Probe, create_backbone
 from experts.loader import LoaderSettings
@@ -27,15 +25,13 @@ from orchestrator.dataset_files import dataset_files
 from orchestrator.library_io import load_library
 from orchestrator.stages.image_cache import ShardFiles, load_cache_indexes
 from orchestrator.store import ResultStore
-from tasks.image_cache import CachedImageDataset, CropNormalize, ImageCacheIndex, ImageCacheReader
+from tasks.image_cache import CachedImageDataset, ImageCacheIndex, ImageCacheReader
 from tasks.library import Library, task_rows
 from tasks.spec import TaskSpec
 from tasks.torch_dataset import ImageFiles, TaskImageDataset
+from tasks.transforms import EvalTransform, TrainTransform
 
 log = logging.getLogger(__name__)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -128,7 +124,7 @@ class SweepContext:
         reader = self.image_cache(source)
         if reader is not None:
             if not len(reader.index.missing(idx)):
-                return CachedImageDataset(reader, idx, targets, self.tensor_transform(train))
+                return CachedImageDataset(reader, idx, targets, self.transform(train))
             log.warning("%s: %d of %d images are not in the image cache (failed image_cache units?); "
                         "reading the original files", source, len(reader.index.missing(idx)), len(idx))
         src = self.library.sources[source]
@@ -161,15 +157,8 @@ class SweepContext:
         return LoaderSettings(workers=workers, pin_memory=self.device.type == "cuda",
                               prefetch_batches=self.config.input.prefetch_batches)
 
-    def tensor_transform(self, train: bool) -> Any:
-        """The cached path's transform of a (3, H, W) uint8 image: crop (random + flip when ``train``), then
-        ImageNet normalisation."""
-        return CropNormalize(self.config.runtime.image_size, IMAGENET_MEAN, IMAGENET_STD, train=train)
-
-    def transform(self, train: bool) -> Any:
+    def transform(self, train: bool) -> TrainTransform | EvalTransform:
+        """The one input pipeline (tasks/transforms.py): Task2Vec's random crop + flip, or the centre crop; of a
+        PIL image (decoded first) or of a cached, already decoded uint8 tensor."""
         size = self.config.runtime.image_size
-        norm = [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-        if train:  # the reference's Task2Vec input: random crop + flip (docs/task2vec.md)
-            return transforms.Compose([transforms.Resize(size), transforms.RandomCrop(size, pad_if_needed=True),
-                                       transforms.RandomHorizontalFlip(), *norm])
-        return transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), *norm])
+        return TrainTransform(size) if train else EvalTransform(size)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 
 from experts.recommend import RankedExpert, rank_experts
+from experts.task2vec import TaskEmbedding
 from orchestrator.commit import RunRecorder
 from orchestrator.config import SweepConfig
 from orchestrator.store import ResultStore
@@ -18,10 +19,19 @@ from orchestrator.stages.distances import embedding_matrix, trivial_embeddings
 from tasks.errors import TaskSweepInputError
 
 
-def recommend_for_folder(store: ResultStore, run_id: str, folder: Path, *, method: str | None = None,
-                         by: str = "asymmetric", device: str = "cpu") -> tuple[list[RankedExpert], str]:
+def embed_folder_as_run(folder: Path, config: SweepConfig, method: str, device: str) -> TaskEmbedding:
+    """Task2Vec embedding of an image folder with the run's probe, seed, budget, image size and input pipeline."""
     from experts.embed_folder import embed_image_folder
 
+    emb_cfg = config.embeddings
+    return embed_image_folder(
+        folder, probe=emb_cfg.probe, probe_weights=emb_cfg.probe_weights, method=method, seed=emb_cfg.seed,
+        max_samples=emb_cfg.max_samples, device=device, image_size=config.runtime.image_size,
+        config=emb_cfg.task2vec_config())
+
+
+def recommend_for_folder(store: ResultStore, run_id: str, folder: Path, *, method: str | None = None,
+                         by: str = "asymmetric", device: str = "cpu") -> tuple[list[RankedExpert], str]:
     if not store.exists(f"{run_id}/run.json"):
         raise TaskSweepInputError(f"no run.json under {store.uri}/{run_id}: check --results and --run-id")
     config = SweepConfig.model_validate(store.read_json(f"{run_id}/run.json")["config"])
@@ -41,10 +51,7 @@ def recommend_for_folder(store: ResultStore, run_id: str, folder: Path, *, metho
     expert_tasks = {e: [pos[t] for t in ts if t in pos]
                     for e, ts in zip(experts["expert_id"].to_pylist(), experts["task_ids"].to_pylist())}
     trivial = trivial_embeddings(rows, task_ids, method, library)
-    new = embed_image_folder(
-        folder, probe=emb_cfg.probe, probe_weights=emb_cfg.probe_weights, method=method, seed=emb_cfg.seed,
-        max_samples=emb_cfg.max_samples, device=device, image_size=config.runtime.image_size,
-        config=emb_cfg.task2vec_config())
+    new = embed_folder_as_run(folder, config, method, device)
     ranking = rank_experts(new.hessian, library, trivial, expert_tasks, alpha=config.distances.alpha, by=by)
     pretrained = "" if new.pretrained else ", probe randomly initialised (as in the run)"
     info = f"{method} embedding with the run's {emb_cfg.probe} probe ({new.n_samples} samples{pretrained})"

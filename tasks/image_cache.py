@@ -1,4 +1,5 @@
-"""The decoded-image cache: images decoded once, resized to a fixed short side, stored in shards.
+"""The decoded-image cache: images decoded once (``tasks.transforms.decode``: a fixed short side, uint8),
+stored in shards; the crops and normalisation (``tasks.transforms``) run on the decoded tensors.
 
 Pure: encoding and decoding one image, and random access to the images of written shards. Writing the
 shards (a stage of work units) and finding them in the result store is the orchestrator's job
@@ -32,31 +33,20 @@ SHARD_COLUMNS = ("image_index", "height", "width", "data")
 ShardOpener = Callable[[str], str | BinaryIO | pa.NativeFile]
 
 
-def cache_short_side(image_size: int) -> int:
-    """The short side images are cached at for crops of ``image_size``: 256 for 224 (ImageNet's ratio)."""
-    return int(round(image_size * 8 / 7))
-
-
-def resized_array(image: Image.Image, short_side: int) -> np.ndarray:
-    """``image`` resized so that its short side is ``short_side`` (torchvision's ``Resize``), as (H, W, 3) uint8."""
-    from torchvision.transforms import functional
-
-    return np.asarray(functional.resize(image.convert("RGB"), short_side), dtype=np.uint8)
-
-
-def encode_image(image: np.ndarray, encoding: str, *, quality: int = 95) -> bytes:
-    """The cache's bytes of one (H, W, 3) uint8 image."""
+def encode_image(image: torch.Tensor, encoding: str, *, quality: int = 95) -> bytes:
+    """The cache's bytes of one (3, H, W) uint8 image (``tasks.transforms.decode``'s output)."""
+    pixels = np.ascontiguousarray(image.permute(1, 2, 0).numpy(), dtype=np.uint8)  # (H, W, 3)
     if encoding == "raw":
-        return np.ascontiguousarray(image, dtype=np.uint8).tobytes()
+        return pixels.tobytes()
     if encoding == "jpeg":
         out = io.BytesIO()
-        Image.fromarray(image).save(out, format="JPEG", quality=quality, subsampling=0 if quality >= 90 else 2)
+        Image.fromarray(pixels).save(out, format="JPEG", quality=quality, subsampling=0 if quality >= 90 else 2)
         return out.getvalue()
     raise ValueError(f"unknown image cache encoding {encoding!r}; use one of {ENCODINGS}")
 
 
 def decode_image(data: bytes, encoding: str, height: int, width: int) -> torch.Tensor:
-    """The (3, H, W) uint8 tensor of one cached image (a view of an HWC array; ``.contiguous()`` if needed)."""
+    """The (3, H, W) uint8 tensor of one cached image, as ``tasks.transforms.decode`` made it (up to JPEG loss)."""
     if encoding == "raw":
         array = np.frombuffer(bytearray(data), dtype=np.uint8).reshape(height, width, 3)
     elif encoding == "jpeg":  # PIL (libjpeg-turbo); torchvision.io's decoder is deprecated since 0.29
@@ -64,15 +54,15 @@ def decode_image(data: bytes, encoding: str, height: int, width: int) -> torch.T
             array = np.array(im if im.mode == "RGB" else im.convert("RGB"))
     else:
         raise ValueError(f"unknown image cache encoding {encoding!r}; use one of {ENCODINGS}")
-    return torch.from_numpy(array).permute(2, 0, 1)  # a CHW view: crops copy only what they keep
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
-def shard_table(image_indices: np.ndarray, images: list[np.ndarray], encoding: str, *, quality: int = 95) -> pa.Table:
-    """One shard's rows (``SHARD_COLUMNS``) from (H, W, 3) uint8 images, in ``image_indices`` order."""
+def shard_table(image_indices: np.ndarray, images: list[torch.Tensor], encoding: str, *, quality: int = 95) -> pa.Table:
+    """One shard's rows (``SHARD_COLUMNS``) from (3, H, W) uint8 images, in ``image_indices`` order."""
     return pa.table({
         "image_index": pa.array(np.asarray(image_indices, dtype=np.int32)),
-        "height": pa.array([im.shape[0] for im in images], pa.int16()),
-        "width": pa.array([im.shape[1] for im in images], pa.int16()),
+        "height": pa.array([im.shape[1] for im in images], pa.int16()),
+        "width": pa.array([im.shape[2] for im in images], pa.int16()),
         "data": pa.array([encode_image(im, encoding, quality=quality) for im in images], pa.binary()),
     })
 
@@ -145,41 +135,6 @@ class ImageCacheReader:
         return table
 
 
-class CropNormalize:
-    """The cached path's per-image transform: a ``size`` crop of a (3, H, W) uint8 image (random, with a
-    random horizontal flip, when ``train``; centred otherwise), as float32 normalised by ``mean``/``std``.
-
-    Same result as torchvision's ``RandomCrop(size, pad_if_needed=True)`` (zero padding) +
-    ``RandomHorizontalFlip`` / ``CenterCrop`` + ``ToTensor`` + ``Normalize``, and the same draws from
-    torch's global generator, at a fraction of the cost: it crops before converting to float.
-    """
-
-    def __init__(self, size: int, mean: tuple[float, ...], std: tuple[float, ...], *, train: bool) -> None:
-        self.size, self.train = size, train
-        self.scale = (1.0 / (255.0 * torch.tensor(std))).view(3, 1, 1)
-        self.shift = (torch.tensor(mean) * 255.0).view(3, 1, 1)
-
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        s = self.size
-        _, h, w = image.shape
-        if h < s or w < s:  # pad_if_needed: zeros on both sides, as torchvision pads
-            ph, pw = max(0, s - h), max(0, s - w)
-            image = torch.nn.functional.pad(image, (pw, pw, ph, ph))
-            _, h, w = image.shape
-        if self.train:
-            top = int(torch.randint(0, h - s + 1, size=(1,)).item())
-            left = int(torch.randint(0, w - s + 1, size=(1,)).item())
-        else:
-            top, left = int(round((h - s) / 2.0)), int(round((w - s) / 2.0))
-        # crop and flip as numpy views of the HWC pixels, then one uint8 copy to CHW: ~4x cheaper than
-        # converting a strided CHW view to float
-        crop = image.permute(1, 2, 0).numpy()[top : top + s, left : left + s]
-        if self.train and torch.rand(1).item() < 0.5:
-            crop = crop[:, ::-1]
-        chw = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
-        return chw.float().sub_(self.shift).mul_(self.scale)
-
-
 class CachedImageDataset(Dataset):
     """Images of one split from the cache, with their labels: (transform(uint8 CHW tensor), label).
 
@@ -187,7 +142,8 @@ class CachedImageDataset(Dataset):
         reader: the source's ``ImageCacheReader``.
         image_indices: ``image_index`` of each example.
         targets: local labels, one per example.
-        transform: maps a (3, H, W) uint8 tensor to the model's input (crop, flip, normalise).
+        transform: maps a (3, H, W) uint8 tensor to the model's input (``tasks.transforms.TrainTransform`` /
+            ``EvalTransform``: crop, flip, normalise).
     """
 
     def __init__(self, reader: ImageCacheReader, image_indices: np.ndarray, targets: np.ndarray,

@@ -2,7 +2,7 @@
 
 Runs first (before ``experts``) when ``input.cache`` is on. One unit per shard: ``input.shard_images``
 images of one source, in ``image_index`` order. A unit reads its images (local folder or ``s3://``
-dataset root), resizes each to ``tasks.image_cache.cache_short_side(image_size)``, writes the shard to
+dataset root), decodes each with ``tasks.transforms.decode`` (short side 256 for 224 px), writes the shard to
 ``<run>/image_shards/<unit key>.parquet`` (data first) and returns its rows of the ``image_cache`` table
 (where each image is), which the commit protocol writes before the marker. A retry rewrites the same
 shard key; a resumed run skips committed shards. Later stages read the shards through
@@ -22,16 +22,18 @@ from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
+import torch
 import pyarrow.compute as pc
 
 from orchestrator.commit import RunRecorder
 from orchestrator.schemas import IMAGE_CACHE_SCHEMA, versioned
 from orchestrator.store import ResultStore
 from orchestrator.units import WorkUnit, digest
-from tasks.image_cache import ImageCacheIndex, cache_short_side, resized_array, shard_table, write_shard
+from tasks.image_cache import ImageCacheIndex, shard_table, write_shard
 from tasks.library import Library
 from tasks.spec import SourceLibrary, TaskSpec
 from tasks.torch_dataset import load_rgb
+from tasks.transforms import decode
 
 STAGE = "image_cache"
 
@@ -56,10 +58,10 @@ class BuildImageShard(WorkUnit):
         src = ctx.library.sources[self.source]
         paths = src.images["path"].take(pa.array(self.image_indices, pa.int64())).to_pylist()
         files = ctx.dataset_files(self.source)
-        side = cache_short_side(ctx.config.runtime.image_size)
+        size = ctx.config.runtime.image_size
 
-        def load(path: str) -> np.ndarray:
-            return resized_array(load_rgb(src.root, path, files), side)
+        def load(path: str) -> torch.Tensor:
+            return decode(load_rgb(src.root, path, files), size)
 
         # PIL releases the GIL while decoding and resizing; threads also hide S3 latency
         with ThreadPoolExecutor(max_workers=max(1, int(ctx.config.runtime.cpus_per_worker))) as pool:

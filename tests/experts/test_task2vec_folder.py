@@ -10,9 +10,10 @@ import torch
 from PIL import Image
 
 from experts.backbones import create_backbone
-from experts.embed_folder import ImageFolderTask, embed_image_folder, training_transform
+from experts.embed_folder import ImageFolderTask, embed_image_folder
 from experts.task2vec import Task2VecConfig
 from tasks.errors import TaskSweepInputError
+from tasks.transforms import TrainTransform
 
 SMALL = Task2VecConfig(batch_size=4, fisher_samples=8, head_epochs=1, head_samples_per_epoch=8)
 
@@ -48,11 +49,14 @@ def test_probe_weights_file_marks_the_embedding_pretrained(tmp_path: Path) -> No
     assert emb.pretrained and emb.meta["probe_info"]["weights_source"] == f"file:{tmp_path / 'w.pt'}"
 
 
-def test_training_transform_matches_the_reference() -> None:
-    names = [type(t).__name__ for t in training_transform(32).transforms]
-    assert names == ["RandomResizedCrop", "RandomHorizontalFlip", "ToTensor", "Normalize"]
-    x = training_transform(32)(Image.new("RGB", (40, 50)))
-    assert x.shape == (3, 32, 32)
+def test_folder_images_go_through_the_sweeps_task2vec_input(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "task", {"a": 2, "b": 2})
+    dataset = ImageFolderTask(root, TrainTransform(16))
+    torch.manual_seed(0)
+    x, label = dataset[0]
+    torch.manual_seed(0)
+    assert torch.equal(x, TrainTransform(16)(Image.open(root / "a" / "0.png"))) and label == 0
+    assert x.shape == (3, 16, 16)
 
 
 @pytest.mark.parametrize(("layout", "message"), [
@@ -78,7 +82,7 @@ def test_unreadable_images_are_named(tmp_path: Path) -> None:
     with pytest.raises(TaskSweepInputError, match=r"b/broken\.png: not a readable image"):
         embed_image_folder(root, probe="tiny_resnet", config=SMALL)
     (root / "b" / "broken.png").unlink()
-    dataset = ImageFolderTask(root, training_transform(16))
+    dataset = ImageFolderTask(root, TrainTransform(16))
     dataset.files[0].write_bytes(b"corrupted after the scan")
     with pytest.raises(TaskSweepInputError, match=r"a/0\.png: cannot decode image"):
         dataset[0]

@@ -16,42 +16,40 @@ from torchvision import transforms
 from tasks.image_cache import (
     ROW_GROUP_ROWS,
     CachedImageDataset,
-    CropNormalize,
     ImageCacheIndex,
     ImageCacheReader,
-    cache_short_side,
     decode_image,
     encode_image,
-    resized_array,
     shard_table,
     write_shard,
 )
 from tasks.torch_dataset import ImageReadError, TaskImageDataset, load_rgb
+from tasks.transforms import EvalTransform, TrainTransform, decode
 
 
 def _photo(rng: np.random.Generator, h: int = 60, w: int = 80) -> np.ndarray:
-    """A smooth colour image (JPEG-friendly, like a photo) with some texture."""
+    """A smooth colour image (JPEG-friendly, like a photo) with some texture, (H, W, 3) uint8."""
     base = Image.fromarray(rng.integers(0, 255, (h // 8, w // 8, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
     return np.clip(np.asarray(base, dtype=np.int16) + rng.integers(-8, 8, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
-def test_short_side_is_imagenet_ratio() -> None:
-    assert cache_short_side(224) == 256 and cache_short_side(32) == 37
+def _chw(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image).permute(2, 0, 1).contiguous()
 
 
 def test_raw_encoding_is_lossless_and_jpeg_close() -> None:
-    image = _photo(np.random.default_rng(0))
-    raw = decode_image(encode_image(image, "raw"), "raw", *image.shape[:2])
+    image = _chw(_photo(np.random.default_rng(0)))
+    raw = decode_image(encode_image(image, "raw"), "raw", *image.shape[1:])
     assert raw.dtype == torch.uint8 and raw.shape == (3, 60, 80)
-    assert torch.equal(raw, torch.from_numpy(image).permute(2, 0, 1))
-    jpeg = decode_image(encode_image(image, "jpeg", quality=95), "jpeg", *image.shape[:2])
+    assert torch.equal(raw, image)
+    jpeg = decode_image(encode_image(image, "jpeg", quality=95), "jpeg", *image.shape[1:])
     assert jpeg.shape == raw.shape
     assert (jpeg.float() - raw.float()).abs().mean() < 3.0  # quality 95, 4:4:4: a few levels at most
     with pytest.raises(ValueError, match="unknown image cache encoding"):
         encode_image(image, "png")
 
 
-def _write_shards(tmp_path: Path, images: dict[int, np.ndarray], per_shard: int, encoding: str) -> ImageCacheIndex:
+def _write_shards(tmp_path: Path, images: dict[int, torch.Tensor], per_shard: int, encoding: str) -> ImageCacheIndex:
     indices = sorted(images)
     names, rows, order = [], [], []
     for s, start in enumerate(range(0, len(indices), per_shard)):
@@ -67,11 +65,11 @@ def _write_shards(tmp_path: Path, images: dict[int, np.ndarray], per_shard: int,
 def test_reader_returns_every_image_at_random_across_shards_and_row_groups(tmp_path) -> None:
     rng = np.random.default_rng(1)
     # sparse image indices (a cache holds only the images the run's tasks use), sizes vary
-    images = {int(i): _photo(rng, 40 + int(i) % 7, 50) for i in rng.choice(1000, size=3 * ROW_GROUP_ROWS + 5, replace=False)}
+    images = {int(i): _chw(_photo(rng, 40 + int(i) % 7, 50)) for i in rng.choice(1000, size=3 * ROW_GROUP_ROWS + 5, replace=False)}
     index = _write_shards(tmp_path, images, per_shard=2 * ROW_GROUP_ROWS, encoding="raw")
     reader = ImageCacheReader(index, lambda name: str(tmp_path / name), max_groups=2)
     for i in rng.permutation(list(images)):
-        assert torch.equal(reader.image(int(i)), torch.from_numpy(images[int(i)]).permute(2, 0, 1)), i
+        assert torch.equal(reader.image(int(i)), images[int(i)]), i
     assert len(reader._groups) <= 2
     missing = max(images) + 1
     assert list(index.missing(np.array([missing, *list(images)[:3]]))) == [missing]
@@ -80,7 +78,8 @@ def test_reader_returns_every_image_at_random_across_shards_and_row_groups(tmp_p
 
 
 def test_cached_dataset_matches_the_raw_path_and_pickles(tmp_path) -> None:
-    """Decode + resize once, crop later == resize + crop on each read (raw encoding: exactly)."""
+    """Decode once and crop later (the cache) == decode + crop on each read: the same draws, the same tensors
+    (raw encoding: exactly)."""
     import pickle
 
     rng = np.random.default_rng(2)
@@ -90,26 +89,20 @@ def test_cached_dataset_matches_the_raw_path_and_pickles(tmp_path) -> None:
     for i in range(5):
         Image.fromarray(_photo(rng, 90, 120)).save(root / f"{i}.jpg", quality=90)
         paths.append(f"{i}.jpg")
-    side, size = cache_short_side(32), 32
-    cached = {i: resized_array(load_rgb(root, p), side) for i, p in enumerate(paths)}
-    index = _write_shards(tmp_path, cached, per_shard=3, encoding="raw")
+    size = 32
+    index = _write_shards(tmp_path, {i: decode(load_rgb(root, p), size) for i, p in enumerate(paths)}, 3, "raw")
     reader = ImageCacheReader(index, functools.partial(os.path.join, str(tmp_path)))
-    mean, std = (0.5, 0.4, 0.3), (0.25, 0.2, 0.3)
-    norm = [transforms.ToTensor(), transforms.Normalize(mean, std)]
-    crops = {True: [transforms.RandomCrop(size, pad_if_needed=True), transforms.RandomHorizontalFlip()],
-             False: [transforms.CenterCrop(size)]}
     targets = np.arange(5) % 2
-    for train in (False, True):
-        fast = CachedImageDataset(pickle.loads(pickle.dumps(reader)), np.arange(5), targets,
-                                  CropNormalize(size, mean, std, train=train))
-        slow = TaskImageDataset(root, paths, targets, transforms.Compose([transforms.Resize(side), *crops[train], *norm]))
+    for transform in (EvalTransform(size), TrainTransform(size)):
+        fast = CachedImageDataset(pickle.loads(pickle.dumps(reader)), np.arange(5), targets, transform)
+        slow = TaskImageDataset(root, paths, targets, transform)
         for i in range(5):
             torch.manual_seed(i)  # the same random crop and flip on both paths
             a, ya = fast[i]
             torch.manual_seed(i)
             b, yb = slow[i]
             assert ya == yb and a.shape == b.shape == (3, size, size)
-            assert torch.allclose(a, b, atol=1e-5), (train, i)
+            assert torch.equal(a, b), (transform, i)
 
 
 def test_load_rgb_reads_through_a_files_object_and_names_bad_files(tmp_path) -> None:

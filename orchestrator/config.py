@@ -166,7 +166,7 @@ class InputConfig(_Section):
     """
 
     cache: bool = True
-    cache_encoding: Literal["jpeg", "raw"] = "jpeg"
+    cache_encoding: Literal["raw", "jpeg"] = "raw"
     cache_quality: int = Field(95, ge=50, le=100, description="JPEG quality of the cached images")
     shard_images: int = Field(1024, ge=1, description="images per shard (one work unit each)")
     loader_workers: int | None = Field(None, ge=0, le=64)

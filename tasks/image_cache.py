@@ -6,8 +6,8 @@ shards (a stage of work units) and finding them in the result store is the orche
 (``orchestrator/stages/image_cache.py``); it hands this module a ``ShardOpener``.
 
 A shard is one Parquet file (``SHARD_COLUMNS``): one row per image, ``data`` holding the image either
-re-encoded as a JPEG (``encoding="jpeg"``, quality 95 by default) or as raw ``uint8`` HWC bytes
-(``encoding="raw"``, ~4x larger). Row groups are small (``ROW_GROUP_ROWS`` images) so that one image is
+re-encoded as a JPEG (``encoding="jpeg"``, quality 95, 4:4:4 by default) or as raw ``uint8`` CHW bytes
+(``encoding="raw"``, ~4x larger, no decoding at all). Row groups are small (``ROW_GROUP_ROWS`` images) so that one image is
 read by reading its row group only; a small LRU of row groups per process serves neighbours.
 """
 
@@ -35,9 +35,9 @@ ShardOpener = Callable[[str], str | BinaryIO | pa.NativeFile]
 
 def encode_image(image: torch.Tensor, encoding: str, *, quality: int = 95) -> bytes:
     """The cache's bytes of one (3, H, W) uint8 image (``tasks.transforms.decode``'s output)."""
+    if encoding == "raw":  # CHW as decode made it: reading back is a view, no transposition
+        return image.contiguous().numpy().tobytes()
     pixels = np.ascontiguousarray(image.permute(1, 2, 0).numpy(), dtype=np.uint8)  # (H, W, 3)
-    if encoding == "raw":
-        return pixels.tobytes()
     if encoding == "jpeg":
         out = io.BytesIO()
         Image.fromarray(pixels).save(out, format="JPEG", quality=quality, subsampling=0 if quality >= 90 else 2)
@@ -48,13 +48,12 @@ def encode_image(image: torch.Tensor, encoding: str, *, quality: int = 95) -> by
 def decode_image(data: bytes, encoding: str, height: int, width: int) -> torch.Tensor:
     """The (3, H, W) uint8 tensor of one cached image, as ``tasks.transforms.decode`` made it (up to JPEG loss)."""
     if encoding == "raw":
-        array = np.frombuffer(bytearray(data), dtype=np.uint8).reshape(height, width, 3)
-    elif encoding == "jpeg":  # PIL (libjpeg-turbo); torchvision.io's decoder is deprecated since 0.29
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(3, height, width)
+    if encoding == "jpeg":  # PIL (libjpeg-turbo); torchvision.io's decoder is deprecated since 0.29
         with Image.open(io.BytesIO(data)) as im:
             array = np.array(im if im.mode == "RGB" else im.convert("RGB"))
-    else:
-        raise ValueError(f"unknown image cache encoding {encoding!r}; use one of {ENCODINGS}")
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+        return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    raise ValueError(f"unknown image cache encoding {encoding!r}; use one of {ENCODINGS}")
 
 
 def shard_table(image_indices: np.ndarray, images: list[torch.Tensor], encoding: str, *, quality: int = 95) -> pa.Table:

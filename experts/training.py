@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from experts.loader import LoaderSettings, make_loader
+
 #: ``progress(epoch, epochs, mean_train_loss)`` after every epoch.
 Progress = Callable[[int, int, float], None]
 
@@ -120,8 +122,8 @@ def train_expert(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)  # for modules that use the global RNG (dropout)
         model = _Expert(copy.deepcopy(feature_extractor), feature_dim, num_classes, generator).to(device)
-        loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator,
-                            num_workers=config.num_workers, drop_last=False)
+        loader = make_loader(train_set, LoaderSettings(workers=config.num_workers, pin_memory=device.type == "cuda"),
+                             batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False)
         total = config.epochs * len(loader)
         opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                               weight_decay=config.weight_decay)

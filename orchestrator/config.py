@@ -159,9 +159,11 @@ class RuntimeConfig(_Section):
 class InputConfig(_Section):
     """How images reach the model (docs/sweep.md, "Image cache").
 
-    ``cache``: stage ``image_cache`` decodes every image of the run's tasks once, resized to a short side of
-    ``image_size * 8 / 7`` (256 for 224), and writes it in shards to the result store; later stages read
-    the shards instead of the original files. ``loader_workers``: DataLoader processes per sweep worker;
+    ``cache``: stage ``image_cache`` decodes every image of the run's tasks once (``tasks.transforms.decode``:
+    short side 256 for 224 px) and writes it in shards to the result store; later stages read the shards
+    instead of the original files. ``cache_encoding``: ``raw`` uint8 (no decoding when read: the fastest,
+    ~260 KB per 4:3 image) or ``jpeg`` (quality ``cache_quality``, 4:4:4; ~4x smaller, ~2.5x slower to
+    read). ``loader_workers``: DataLoader processes per sweep worker for feature passes and fine-tuning;
     default ``runtime.cpus_per_worker - 1`` (0: load in the worker itself).
     """
 
@@ -170,7 +172,6 @@ class InputConfig(_Section):
     cache_quality: int = Field(95, ge=50, le=100, description="JPEG quality of the cached images")
     shard_images: int = Field(1024, ge=1, description="images per shard (one work unit each)")
     loader_workers: int | None = Field(None, ge=0, le=64)
-    prefetch_batches: int = Field(4, ge=1, le=64, description="batches each loader process prepares ahead")
 
 
 Source = Literal["inat2018", "cub200", "imat2018", "deepfashion"]

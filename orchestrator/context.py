@@ -154,8 +154,7 @@ class SweepContext:
         workers = self.config.input.loader_workers
         if workers is None:
             workers = max(0, int(self.config.runtime.cpus_per_worker) - 1)
-        return LoaderSettings(workers=workers, pin_memory=self.device.type == "cuda",
-                              prefetch_batches=self.config.input.prefetch_batches)
+        return LoaderSettings(workers=workers, pin_memory=self.device.type == "cuda")
 
     def transform(self, train: bool) -> TrainTransform | EvalTransform:
         """The one input pipeline (tasks/transforms.py): Task2Vec's random crop + flip, or the centre crop; of a

@@ -75,7 +75,8 @@ class EmbedDomain(WorkUnit):
         union = np.unique(np.concatenate(list(rows.values())))
         probe = ctx.probe.to(ctx.device)
         feats = extract_features(probe.body, ctx.images(source.source, union), device=ctx.device,
-                                 batch_size=ctx.config.runtime.feature_batch_size).double().numpy()
+                                 batch_size=ctx.config.runtime.feature_batch_size,
+                                 num_workers=ctx.loader.workers).double().numpy()
         out = []
         for t in tasks:
             mean = feats[np.searchsorted(union, rows[t.task_id])].mean(axis=0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -72,7 +72,7 @@ class TrainExpert(WorkUnit):
     def run(self, ctx) -> dict[str, pa.Table]:
         start = time.perf_counter()
         train_set, test_set, n_classes = self._datasets(ctx)
-        config = ctx.config.experts.train_config(ctx.config.experts.seed)
+        config = replace(ctx.config.experts.train_config(ctx.config.experts.seed), num_workers=ctx.loader.workers)
         probe = ctx.probe
         result = train_expert(probe.body, probe.info.feature_dim, n_classes, train_set, config=config,
                               device=ctx.device, val_set=test_set if len(test_set) else None)

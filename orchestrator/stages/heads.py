@@ -39,7 +39,7 @@ class FitHeads(WorkUnit):
         union = np.unique(np.concatenate([idx for r in rows.values() for idx, _ in r.values()]))
         expert = ctx.expert(self.expert_id).to(ctx.device)
         features = extract_features(expert.body, ctx.images(source.source, union), device=ctx.device,
-                                    batch_size=ctx.config.runtime.feature_batch_size)
+                                    batch_size=ctx.config.runtime.feature_batch_size, num_workers=ctx.loader.workers)
         specs = []
         for t in tasks:
             targets = np.full(len(union), -1, dtype=np.int64)

@@ -12,7 +12,7 @@ either error is missing or ``err_from_init`` is 0).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import pyarrow as pa
@@ -36,7 +36,7 @@ def fine_tune(ctx, expert_id: str, target: str, seed: int) -> tuple[ExpertTrainR
     """Fine-tune ``expert_id``'s feature extractor with a fresh head on ``target``; (result, n_train, n_test)."""
     task = ctx.library.task(target)
     train_set, test_set = ctx.dataset(task, "train"), ctx.dataset(task, "test")
-    config = ctx.config.transfer.train_config(seed)
+    config = replace(ctx.config.transfer.train_config(seed), num_workers=ctx.loader.workers)
     start_from = ctx.expert(expert_id)
     result = train_expert(start_from.body, start_from.info.feature_dim, task.n_classes, train_set, config=config,
                           device=ctx.device, val_set=test_set if len(test_set) else None)

@@ -91,6 +91,23 @@ def test_later_stages_read_the_cache_and_match_the_raw_path(tmp_path, mini_roots
             assert ya == yb and torch.equal(a, b)  # raw encoding: the very same input tensors
 
 
+def test_loader_processes_from_the_cpus_read_the_cache_in_parallel(tmp_path, mini_roots, mini_library) -> None:
+    """Two loader processes (cpus_per_worker 3) read the shards and give the features one process gives."""
+    from experts.features import extract_features
+
+    config = _config(mini_roots["cub200"], _cub_tasks(mini_library), input={"shard_images": 16})
+    config = config.model_copy(update={"runtime": config.runtime.model_copy(update={"cpus_per_worker": 3.0})})
+    store = open_store(str(tmp_path / "results"))
+    library, the_plan, units, ctx, recorder = _stage(store, "r", config)
+    run_stage("image_cache", units, InlineRunner(lambda: ctx, recorder), recorder, show_progress=False)
+    assert ctx.loader.workers == 2 and not ctx.loader.pin_memory
+    images = ctx.images("cub200", source_images(library.sources["cub200"], the_plan.tasks))
+    assert isinstance(images, CachedImageDataset)
+    body = ctx.probe.body
+    parallel = extract_features(body, images, device="cpu", batch_size=8, num_workers=ctx.loader.workers)
+    assert torch.equal(parallel, extract_features(body, images, device="cpu", batch_size=8, num_workers=0))
+
+
 @pytest.mark.slow
 def test_sweep_over_an_s3_dataset_root_with_the_cache(s3_server, mini_roots, mini_library) -> None:
     """The mini CUB uploaded to a bucket; results on S3 too; the library, the cache and every stage read it."""

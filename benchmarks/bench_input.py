@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None)
     args = parser.parse_args()
-    n_images = args.images or (128 if args.quick else 512)
+    n_images = args.images or (96 if args.quick else 512)
     rounds = args.rounds or (2 if args.quick else 5)
     encodings = ["jpeg", "raw"]
     torch.set_num_threads(1)
@@ -164,7 +164,7 @@ def main() -> None:
           + ", ".join(f"{assumed_gpu / core[(name, 2)]:.1f} cores on the {name} path"
                       for name in sorted({n for n, _ in core})))
     ratios = [core[(default, w)] / core[("raw", w)] for w in (1, 2)]
-    print(f"(ratio: images per CPU-second of the default {default} path over today's, median of 1 and 2 processes)")
+    print(f"(ratio: images per CPU-second of the default {default} path over today's, mean over 1 and 2 processes)")
     print(f"cache/raw speed ratio: {statistics.mean(ratios):.1f}")
 
 

@@ -134,3 +134,10 @@ def test_sweep_over_an_s3_dataset_root_with_the_cache(s3_server, mini_roots, min
     # a resume recomputes nothing, the cache included
     again = launch(config, store, run_id="s3", resume=True, show_progress=False)
     assert all(s["committed"] == 0 for s in again["stages"].values())
+    # with the cache off, units read the images from the bucket itself: the same inputs
+    cached, _ = make_worker_state(store, "s3", config)
+    direct, _ = make_worker_state(store, "s3", config.model_copy(update={"input": config.input.model_copy(update={"cache": False})}))
+    task = library.tasks[0]
+    a, b = cached.dataset(task, "test"), direct.dataset(task, "test")
+    assert isinstance(a, CachedImageDataset) and isinstance(b, TaskImageDataset) and b.files is not None
+    assert all(torch.equal(a[i][0], b[i][0]) for i in range(0, len(a), 5))

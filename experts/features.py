@@ -16,6 +16,8 @@ from torch.utils.data import Dataset
 
 from experts.loader import LoaderSettings, make_loader
 
+from experts.precision import autocast
+
 #: ``progress(done_images, total_images)``, called after every batch.
 Progress = Callable[[int, int], None]
 
@@ -27,7 +29,7 @@ def extract_features(
     device: str | torch.device,
     batch_size: int = 256,
     num_workers: int = 0,
-    amp: bool = False,
+    precision: str = "fp32",
     channels_last: bool = False,
     progress: Progress | None = None,
 ) -> torch.Tensor:
@@ -40,10 +42,10 @@ def extract_features(
         dataset: items are images or ``(image, label, ...)`` tuples; labels are ignored.
         device: where the forward pass runs.
         batch_size, num_workers: of the DataLoader (no shuffling).
-        amp: float16 autocast. CUDA only; a no-op elsewhere (CPU autocast would change results and
-            is rarely faster).
-        channels_last: feed NHWC inputs (faster convolutions on tensor cores). CUDA only, a no-op
-            elsewhere; the module's own parameters are not converted.
+        precision: ``fp32``, ``bf16`` or ``fp16`` autocast of the forward pass (``experts.precision``),
+            on whatever device it runs; features come back as float32 either way.
+        channels_last: feed NHWC inputs (faster convolutions on tensor cores); the module's own
+            parameters are not converted (convert them with ``model.to(memory_format=...)``).
         progress: optional callback.
 
     Returns:
@@ -60,9 +62,9 @@ def extract_features(
     with _eval_mode(model), torch.inference_mode():
         for images in loader:
             images = images.to(device, non_blocking=True)
-            if cuda and channels_last and images.dim() == 4:
+            if channels_last and images.dim() == 4:
                 images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.float16) if cuda and amp else contextlib.nullcontext():
+            with autocast(device, precision):
                 feats = model(images).flatten(1).float()
             if out is None:  # (N, D) allocated once the width is known
                 out = torch.empty(total, feats.shape[1], dtype=torch.float32)

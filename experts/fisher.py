@@ -171,8 +171,10 @@ class _Capture:
 def per_sample_sq_norms(module: nn.Module, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     """(N, out_channels): per-sample squared norm of each filter's weight gradient.
 
-    ``x`` is the module's input and ``delta`` the gradient of the loss w.r.t. its output.
+    ``x`` is the module's input and ``delta`` the gradient of the loss w.r.t. its output (both in the
+    weight's dtype here, whatever the forward's autocast dtype).
     """
+    x, delta = x.to(module.weight.dtype), delta.to(module.weight.dtype)
     if isinstance(module, nn.Conv2d):
         return conv_per_sample_sq_norms(module, x, delta)
     if isinstance(module, nn.modules.batchnorm._BatchNorm):

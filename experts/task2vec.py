@@ -39,6 +39,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from experts.backbones import Probe
+from experts.precision import autocast, autocast_forward, check_precision
 from experts.task2vec_data import (
     BnMode, FisherData, cache_features, class_balanced_draws, dataset_labels, fisher_data, norm_mode,
 )
@@ -65,6 +66,7 @@ class Task2VecConfig:
     skip_layers: int = 0  # stages run once and cached; their filters are NaN in the embedding
     targets_per_forward: int = 1  # montecarlo: target draws (backward passes) per forward; budget counts draws
     channels_last: bool = True  # memory layout only (same numbers up to rounding); ~12 % faster on CPU
+    precision: str = "fp32"  # autocast of the probe's forward passes (experts.precision); fp32 or bf16
     num_workers: int = 0  # DataLoader workers for image loading
     variational_epochs: int = 2
     variational_beta: float = 1e-7
@@ -72,6 +74,8 @@ class Task2VecConfig:
     variational_head_lr: float = 5e-4
 
     def __post_init__(self) -> None:
+        if check_precision(self.precision) == "fp16":
+            raise ValueError("precision fp16 would underflow the Fisher's squared gradients: use bf16 or fp32")
         if self.bn_mode not in ("train", "batch_detached", "eval"):
             raise ValueError(f"bn_mode must be train, batch_detached or eval, not {self.bn_mode!r}")
         positive = ("max_samples", "batch_size", "fisher_samples", "targets_per_forward", "head_samples_per_epoch")
@@ -174,15 +178,21 @@ def embed_task(
         if config.channels_last:
             net = net.to(memory_format=torch.channels_last)
         clock = time.perf_counter()
-        feats, pool_labels, pool = cache_features(net, dataset, labels, config, device, data_gen)
+        with autocast(device, config.precision):
+            feats, pool_labels, pool = cache_features(net, dataset, labels, config, device, data_gen)
+        if config.precision != "fp32":  # the head and the Fisher's inputs in the probe's dtype
+            dtype = net.classifier.weight.dtype
+            feats, pool = feats.to(dtype), (None if pool is None else pool.to(dtype))
         seconds["cache"] = time.perf_counter() - clock
         fit_head(net.classifier, feats, torch.as_tensor(pool_labels, device=device), config=config, generator=data_gen)
         seconds["head"] = time.perf_counter() - clock - seconds["cache"]
         data = fisher_data(dataset, labels, pool, pool_labels, config, device, data_gen)
-        result = estimator(net, data, config, draw_gen)
+        with autocast_forward(net, device, config.precision):  # forwards mixed, gradients' squares float32
+            result = estimator(net, data, config, draw_gen)
         seconds["fisher"] = time.perf_counter() - clock - seconds["cache"] - seconds["head"]
     meta = {"num_classes": len(classes), "n_head_samples": len(pool_labels), "probe_info": probe.info.as_dict(),
-            "config": dataclasses.asdict(config), "device": str(device), "seconds": seconds, **result.meta}
+            "config": dataclasses.asdict(config), "device": str(device), "precision": config.precision,
+            "seconds": seconds, **result.meta}
     return TaskEmbedding(result.hessian.astype(np.float32), result.scale.astype(np.float32), method,
                          probe.info.name, probe.info.pretrained, len(labels), seed, meta)
 

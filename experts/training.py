@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from experts.loader import LoaderSettings, make_loader
+from experts.precision import autocast, check_precision, grad_scaler
 
 #: ``progress(epoch, epochs, mean_train_loss)`` after every epoch.
 Progress = Callable[[int, int, float], None]
@@ -35,7 +36,9 @@ class ExpertTrainConfig:
 
     ``schedule``: ``cosine`` (per step, from ``lr`` to 0), ``step`` (×0.1 after 50 % and 75 % of the
     steps) or ``constant``. ``augmentation``: random translation (zero padding of 1/8 of the side,
-    then a crop) and horizontal flip, drawn from ``seed``.
+    then a crop) and horizontal flip, drawn from ``seed``. ``precision``: autocast of the forward
+    passes (``experts.precision``; ``fp16`` adds a gradient scaler), on whatever device training runs;
+    ``channels_last``: NHWC memory layout for the model and its inputs.
     """
 
     epochs: int = 10
@@ -47,8 +50,11 @@ class ExpertTrainConfig:
     augmentation: bool = True
     seed: int = 0
     num_workers: int = 0
+    precision: str = "fp32"
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
+        check_precision(self.precision)
         if self.schedule not in ("cosine", "step", "constant"):
             raise ValueError(f"schedule must be cosine, step or constant, not {self.schedule!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -70,6 +76,7 @@ class ExpertTrainResult:
     train_error: float
     val_error: float | None
     steps: int
+    precision: str = "fp32"  # the autocast it ran under (config.precision)
 
 
 class _Expert(nn.Module):
@@ -122,6 +129,10 @@ def train_expert(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)  # for modules that use the global RNG (dropout)
         model = _Expert(copy.deepcopy(feature_extractor), feature_dim, num_classes, generator).to(device)
+        layout = torch.channels_last if config.channels_last else torch.contiguous_format
+        if config.channels_last:
+            model = model.to(memory_format=layout)
+        scaler = grad_scaler(device, config.precision)
         loader = make_loader(train_set, LoaderSettings(workers=config.num_workers, pin_memory=device.type == "cuda"),
                              batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False)
         total = config.epochs * len(loader)
@@ -138,19 +149,21 @@ def train_expert(
                 images, labels = images.to(device), labels.to(device)
                 if config.augmentation:
                     images = augment(images, generator)
-                loss = F.cross_entropy(model(images), labels)
+                with autocast(device, config.precision):
+                    loss = F.cross_entropy(model(images.contiguous(memory_format=layout)), labels)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
                 loss_sum += loss.item() * len(labels)
                 seen += len(labels)
                 step += 1
             curve.append(loss_sum / seen)
             if progress is not None:
                 progress(epoch + 1, config.epochs, curve[-1])
-        train_error = error_rate(model, train_set, device=device, batch_size=config.batch_size)
-        val_error = None if val_set is None else error_rate(model, val_set, device=device,
-                                                              batch_size=config.batch_size)
+        measure = dict(device=device, batch_size=config.batch_size, precision=config.precision)
+        train_error = error_rate(model, train_set, **measure)
+        val_error = None if val_set is None else error_rate(model, val_set, **measure)
     return ExpertTrainResult(
         feature_extractor_state=_cpu_state(model.features),
         classifier_state=_cpu_state(model.classifier),
@@ -158,6 +171,7 @@ def train_expert(
         train_error=train_error,
         val_error=val_error,
         steps=step,
+        precision=config.precision,
     )
 
 
@@ -179,12 +193,14 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return out
 
 
-def error_rate(model: nn.Module, dataset: Dataset, *, device: torch.device, batch_size: int = 256) -> float:
-    """Top-1 error of ``model`` (eval mode, no augmentation; its mode is restored) on ``(image, label)`` items."""
+def error_rate(model: nn.Module, dataset: Dataset, *, device: torch.device, batch_size: int = 256,
+               precision: str = "fp32") -> float:
+    """Top-1 error of ``model`` (eval mode, no augmentation, autocast per ``precision``; its mode is restored)
+    on ``(image, label)`` items."""
     was_training = model.training
     model.eval()
     wrong = total = 0
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, precision):
         for images, labels in DataLoader(dataset, batch_size=batch_size, shuffle=False):
             pred = model(images.to(device)).argmax(1).cpu()
             wrong += int((pred != labels).sum())

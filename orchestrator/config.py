@@ -144,6 +144,22 @@ class TransferConfig(_FineTuneBudget):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
 
 
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
+class PrecisionConfig(_Section):
+    """Autocast of each stage's forward passes on CUDA (``experts/precision.py``); the CPU always runs float32.
+
+    ``bf16`` keeps float32's range (no loss scaling); ``fp16`` fine-tunes with a gradient scaler, and the
+    Fisher has no ``fp16`` (its squared gradients would underflow). A GPU without bfloat16 runs ``bf16``
+    as ``fp16`` (the Fisher as ``fp32``). Tolerances: docs/sweep.md.
+    """
+
+    finetune: Precision = "bf16"  # experts and transfer fine-tuning
+    features: Precision = "bf16"  # feature passes of the heads and domain embeddings
+    fisher: Literal["fp32", "bf16"] = "bf16"  # Task2Vec: the probe's forwards (gradients are squared in float32)
+
+
 class RuntimeConfig(_Section):
     runner: Literal["ray", "inline"] = "ray"
     address: str = "local"
@@ -153,6 +169,16 @@ class RuntimeConfig(_Section):
     image_size: int = Field(224, ge=16, le=1024)
     feature_batch_size: int = Field(128, ge=1, le=8192)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: PrecisionConfig = PrecisionConfig()
+    channels_last: bool = Field(True, description="NHWC memory layout on CUDA (and for Task2Vec on any device)")
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _one_for_all(cls, v: object) -> object:
+        """``precision: bf16`` sets every stage; ``fp16`` leaves the Fisher in ``fp32``."""
+        if isinstance(v, str):
+            return {"finetune": v, "features": v, "fisher": "fp32" if v == "fp16" else v}
+        return v
 
 
 # -- input pipeline (issue 12): the decoded-image cache and the DataLoader processes -------------------

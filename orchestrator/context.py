@@ -11,7 +11,8 @@ from __future__ import annotations
 import io
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +21,10 @@ from torch.utils.data import Dataset
 
 from experts.backbones import Probe, create_backbone
 from experts.loader import LoaderSettings
-from orchestrator.config import SweepConfig
+from experts.precision import Precision, effective_precision
+from experts.task2vec import Task2VecConfig
+from experts.training import ExpertTrainConfig
+from orchestrator.config import ExpertsConfig, SweepConfig, TransferConfig
 from orchestrator.dataset_files import dataset_files
 from orchestrator.library_io import load_library
 from orchestrator.stages.image_cache import ShardFiles, load_cache_indexes
@@ -32,6 +36,26 @@ from tasks.torch_dataset import ImageFiles, TaskImageDataset
 from tasks.transforms import EvalTransform, TrainTransform
 
 log = logging.getLogger(__name__)
+
+Stage = Literal["finetune", "features", "fisher"]
+
+
+def resolve_device(wanted: str) -> torch.device:
+    """``runtime.device``: ``auto`` is CUDA when there is a GPU."""
+    if wanted == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(wanted)
+
+
+def stage_precision(config: SweepConfig, device: torch.device, stage: Stage) -> Precision:
+    """What ``stage`` runs with on ``device``: ``runtime.precision.<stage>`` on CUDA, float32 elsewhere."""
+    return effective_precision(device, getattr(config.runtime.precision, stage), allow_fp16=stage != "fisher")
+
+
+def run_task2vec_config(config: SweepConfig, device: torch.device) -> Task2VecConfig:
+    """The Task2Vec settings every task of a run is embedded with, and ``recommend`` embeds a folder with."""
+    return replace(config.embeddings.task2vec_config(), precision=stage_precision(config, device, "fisher"),
+                   channels_last=config.runtime.channels_last)
 
 
 @dataclass
@@ -49,10 +73,24 @@ class SweepContext:
     # -- what units use -------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        wanted = self.config.runtime.device
-        if wanted == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(wanted)
+        return resolve_device(self.config.runtime.device)
+
+    def precision(self, stage: Stage) -> Precision:
+        """The autocast ``stage`` runs under on this worker's device (recorded in the output rows)."""
+        return stage_precision(self.config, self.device, stage)
+
+    @property
+    def channels_last(self) -> bool:
+        """NHWC inputs for fine-tuning and feature passes: on CUDA, when ``runtime.channels_last``."""
+        return self.config.runtime.channels_last and self.device.type == "cuda"
+
+    def train_config(self, budget: ExpertsConfig | TransferConfig, seed: int) -> ExpertTrainConfig:
+        """A fine-tuning budget (experts or transfer) with this worker's precision and layout."""
+        return replace(budget.train_config(seed), precision=self.precision("finetune"),
+                       channels_last=self.channels_last, num_workers=self.loader.workers)
+
+    def task2vec_config(self) -> Task2VecConfig:
+        return run_task2vec_config(self.config, self.device)
 
     @property
     def library(self) -> Library:

@@ -1,14 +1,21 @@
 """A rough compute estimate of a plan, for ``launch --dry-run``.
 
-Cost is counted in image forward passes through the backbone (a backward pass counts as two more),
-then turned into GPU hours with an assumed throughput (images/s for a ResNet-34 forward at 224 px;
-measure yours and pass it: ``--throughput``). Distances are counted in pairs; they cost seconds.
+Cost is counted in images through the backbone per kind of pass: ``features`` (a forward: the
+heads' and domain feature passes, Task2Vec's feature cache, the error measurements after
+fine-tuning), ``finetune`` (a training step: forward + backward + update) and ``fisher`` (a
+Task2Vec Fisher step), then turned into GPU hours with a rate per kind (images/s of one GPU, at the
+run's precision): measured by ``benchmarks/gpu.py`` and passed with ``--rates FILE``, or the shipped
+default, which is an assumption and says so. Distances are counted in pairs; they cost seconds.
 The transfer stages (two fine-tunings per measured pair, the from-init one shared per target and
 seed) are usually the most expensive; ``nearest`` mode's pairs are not known before the distances,
 but their number is (2k per target), so the estimate counts them with a placeholder ranking.
 """
 
 from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
 
 from orchestrator.config import SweepConfig
 from orchestrator.plan import Plan, plan_transfer
@@ -17,38 +24,105 @@ from orchestrator.stages.experts import TrainExpert
 from orchestrator.stages.heads import FitHeads
 from orchestrator.stages.transfer import FineTuneFromInit, FineTuneFromSource
 
-DEFAULT_THROUGHPUT = 2000.0  # ResNet-34 forward, 224 px, one modern GPU, mixed precision (an assumption)
+KINDS = ("features", "finetune", "fisher")
+
+#: The shipped default, in the format ``benchmarks/gpu.py`` writes. No GPU has measured it: it is the
+#: former single constant (2,000 forward images/s, ResNet-34 at 224 px) with a training or Fisher step
+#: counted as three forwards. Replace it with a measurement: ``--rates benchmarks/results/gpu-<device>.json``.
+ASSUMED_RATES: dict = {
+    "device": "no device: an assumption of 2,000 forward images/s per GPU, a backward pass = 2 forwards",
+    "probe": "resnet34",
+    "image_size": 224,
+    "rates": {"features": {"fp32": 2000.0, "bf16": 2000.0, "fp16": 2000.0},
+              "finetune": {"fp32": 667.0, "bf16": 667.0, "fp16": 667.0},
+              "fisher": {"fp32": 667.0, "bf16": 667.0}},
+}
 
 
-def estimate(the_plan: Plan, config: SweepConfig) -> dict[str, float]:
-    """Forward-pass equivalents per stage."""
+@dataclass(frozen=True)
+class Rates:
+    """Images/s of one GPU per kind of pass, for a run's precision settings, and where they come from."""
+
+    features: float
+    finetune: float
+    fisher: float
+    source: str
+    assumed: bool = False  # the shipped default, not a measurement
+    notes: tuple[str, ...] = ()
+
+    def of(self, kind: str) -> float:
+        return float(getattr(self, kind))
+
+
+def load_rates(path: Path | None, config: SweepConfig) -> Rates:
+    """Rates from a ``benchmarks/gpu.py`` JSON file, or the shipped assumption (``path`` None).
+
+    Each kind takes the rate measured at the run's ``runtime.precision.<kind>`` (float32's when that
+    precision was not measured, with a note). Raises ``TaskSweepInputError`` for an unreadable file.
+    """
+    from tasks.errors import TaskSweepInputError
+
+    if path is None:
+        data, source = ASSUMED_RATES, f"shipped default, not measured ({ASSUMED_RATES['device']})"
+    else:
+        try:
+            data = json.loads(Path(path).read_text())
+            data["rates"]  # noqa: B018  (the key every rates file has)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise TaskSweepInputError(f"{path}: not a rates file written by benchmarks/gpu.py ({exc})") from exc
+        source = f"{path}, measured on {data.get('device', 'an unnamed device')} ({data.get('measured_at', 'undated')})"
+    rates, notes = {}, []
+    for kind in KINDS:
+        wanted = getattr(config.runtime.precision, kind)
+        by_precision = data["rates"].get(kind) or {}
+        if wanted not in by_precision and "fp32" not in by_precision:
+            raise TaskSweepInputError(f"{path}: no {kind} rate (expected rates.{kind}.{wanted} or .fp32)")
+        if wanted not in by_precision:
+            notes.append(f"{kind}: no {wanted} rate measured, using fp32's")
+        rates[kind] = float(by_precision.get(wanted, by_precision.get("fp32")))
+    probe, size = data.get("probe"), data.get("image_size")
+    if probe != config.embeddings.probe or size != config.runtime.image_size:
+        notes.append(f"rates are for {probe} at {size} px; this run uses {config.embeddings.probe} at "
+                     f"{config.runtime.image_size} px (not rescaled)")
+    return Rates(rates["features"], rates["finetune"], rates["fisher"], source, path is None, tuple(notes))
+
+
+def estimate(the_plan: Plan, config: SweepConfig) -> dict[str, dict[str, float]]:
+    """Images through the backbone per stage and kind of pass (``KINDS``); distances: pairs."""
     tasks = {t.task_id: t for t in the_plan.tasks}
-    out = {"experts": 0.0, "heads": 0.0, "embeddings": 0.0, "distances": 0.0, "transfer_init": 0.0, "transfer": 0.0}
+    out = {stage: dict.fromkeys(KINDS, 0.0) for stage in
+           ("experts", "heads", "embeddings", "distances", "transfer_init", "transfer")}
     for unit in the_plan.stages.get("experts", []):
         if isinstance(unit, TrainExpert):
-            n = sum(tasks[t].n_train + tasks[t].n_test for t in unit.task_ids)
-            out["experts"] += 3.0 * n * config.experts.epochs
+            members = [tasks[t] for t in unit.task_ids]
+            out["experts"]["finetune"] += sum(t.n_train for t in members) * config.experts.epochs
+            out["experts"]["features"] += sum(t.n_train + t.n_test for t in members)  # the error measurements
     for unit in the_plan.stages.get("heads", []):
         assert isinstance(unit, FitHeads)
         members = [tasks[t] for t in unit.task_ids]
         shared = len({t.image_group for t in members}) == 1
-        out["heads"] += max(t.n_train + t.n_test for t in members) if shared else sum(t.n_train + t.n_test for t in members)
+        images = [t.n_train + t.n_test for t in members]
+        out["heads"]["features"] += max(images) if shared else sum(images)
     emb = config.embeddings
     for unit in the_plan.stages.get("embeddings", []):
         if isinstance(unit, EmbedTask):
-            fisher = emb.fisher_samples or emb.max_samples
             epochs = 2 if unit.method == "variational" else 1
-            out["embeddings"] += min(tasks[unit.task_id].n_train, emb.max_samples) + 3.0 * fisher * epochs
+            out["embeddings"]["features"] += min(tasks[unit.task_id].n_train, emb.max_samples)
+            out["embeddings"]["fisher"] += (emb.fisher_samples or emb.max_samples) * epochs
         elif isinstance(unit, EmbedDomain):
-            members = [tasks[t] for t in unit.task_ids]
-            out["embeddings"] += max(t.n_train for t in members)
+            out["embeddings"]["features"] += max(tasks[t].n_train for t in unit.task_ids)
     for stage in ("transfer_init", "transfer"):
         for unit in transfer_stage_units(the_plan, config, stage):
             assert isinstance(unit, (FineTuneFromInit, FineTuneFromSource))
             t = tasks[unit.target_task]
-            out[stage] += 3.0 * t.n_train * config.transfer.epochs + t.n_train + t.n_test
-    out["distances"] = float(len(the_plan.tasks) ** 2 * len(the_plan.stages.get("distances", [])))
+            out[stage]["finetune"] += t.n_train * config.transfer.epochs
+            out[stage]["features"] += t.n_train + t.n_test
+    out["distances"] = {"pairs": float(len(the_plan.tasks) ** 2 * len(the_plan.stages.get("distances", [])))}
     return out
+
+
+def gpu_hours(images: dict[str, float], rates: Rates) -> float:
+    return sum(n / rates.of(kind) for kind, n in images.items()) / 3600
 
 
 def transfer_stage_units(the_plan: Plan, config: SweepConfig, stage: str) -> list:
@@ -58,19 +132,29 @@ def transfer_stage_units(the_plan: Plan, config: SweepConfig, stage: str) -> lis
     return the_plan.stages.get(stage, [])
 
 
-def describe(the_plan: Plan, config: SweepConfig, throughput: float = DEFAULT_THROUGHPUT) -> str:
+def describe(the_plan: Plan, config: SweepConfig, rates: Rates | None = None) -> str:
+    rates = rates or load_rates(None, config)
     cost = estimate(the_plan, config)
     lines = [f"{len(the_plan.tasks)} tasks, {len(the_plan.experts)} experts", "",
-             f"{'stage':<13} {'units':>7} {'forward-image equivalents':>26} {'GPU hours':>10}"]
+             f"{'stage':<13} {'units':>7} {'feature images':>15} {'fine-tune images':>17} {'Fisher images':>14} "
+             f"{'GPU hours':>10}"]
     total = 0.0
     for stage in the_plan.stages:
         units = transfer_stage_units(the_plan, config, stage)
         if stage == "distances":
-            lines.append(f"{stage:<13} {len(units):>7} {int(cost[stage]):>20,d} pairs {'~0':>10}")
+            lines.append(f"{stage:<13} {len(units):>7} {int(cost[stage]['pairs']):>15,d} pairs {'':>25} {'~0':>10}")
             continue
-        hours = cost[stage] / throughput / 3600
+        hours = gpu_hours(cost[stage], rates)
         total += hours
         note = "  (pairs chosen after the distances)" if stage == "transfer" and the_plan.transfer_deferred else ""
-        lines.append(f"{stage:<13} {len(units):>7} {cost[stage]:>26,.0f} {hours:>10.2f}{note}")
-    lines += ["", f"total ≈ {total:.2f} GPU hours at {throughput:,.0f} images/s (an assumption: pass --throughput)"]
+        c = cost[stage]
+        lines.append(f"{stage:<13} {len(units):>7} {c['features']:>15,.0f} {c['finetune']:>17,.0f} "
+                     f"{c['fisher']:>14,.0f} {hours:>10.2f}{note}")
+    p = config.runtime.precision
+    lines += ["", f"total ≈ {total:.2f} GPU hours at {rates.features:,.0f} (features, {p.features}), "
+                  f"{rates.finetune:,.0f} (fine-tuning, {p.finetune}), {rates.fisher:,.0f} (Fisher, {p.fisher}) "
+                  "images/s per GPU",
+              f"rates: {rates.source}"
+              + ("; measure yours: python benchmarks/gpu.py, then --rates FILE" if rates.assumed else ""),
+              *(f"note: {n}" for n in rates.notes)]
     return "\n".join(lines)

@@ -101,7 +101,8 @@ def plan(config: SweepConfig, library_tasks: list[TaskSpec]) -> Plan:
     experts = ([generic_expert_id(config.embeddings.probe)] if config.experts.generic else []) + list(trainings)
     if not experts:
         raise TaskSweepInputError("no experts: set experts.generic: true or name experts.train_on")
-    probe_digest = digest([config.embeddings.probe, str(config.embeddings.probe_weights), config.runtime.image_size])
+    probe_digest = digest([config.embeddings.probe, str(config.embeddings.probe_weights), config.runtime.image_size,
+                           config.runtime.precision.model_dump(mode="json")])
     expert_digest = digest([probe_digest, config.experts.model_dump(mode="json")])
     heads_digest = digest([expert_digest, config.heads.model_dump(mode="json")])
     embed_digest = digest([probe_digest, config.embeddings.model_dump(mode="json")])

@@ -9,11 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.compute as pc
+import torch
 
 from experts.recommend import RankedExpert, rank_experts
 from experts.task2vec import TaskEmbedding
 from orchestrator.commit import RunRecorder
 from orchestrator.config import SweepConfig
+from orchestrator.context import run_task2vec_config
 from orchestrator.store import ResultStore
 from orchestrator.stages.distances import embedding_matrix, trivial_embeddings
 from tasks.errors import TaskSweepInputError
@@ -27,7 +29,7 @@ def embed_folder_as_run(folder: Path, config: SweepConfig, method: str, device: 
     return embed_image_folder(
         folder, probe=emb_cfg.probe, probe_weights=emb_cfg.probe_weights, method=method, seed=emb_cfg.seed,
         max_samples=emb_cfg.max_samples, device=device, image_size=config.runtime.image_size,
-        config=emb_cfg.task2vec_config())
+        config=run_task2vec_config(config, torch.device(device)))
 
 
 def recommend_for_folder(store: ResultStore, run_id: str, folder: Path, *, method: str | None = None,

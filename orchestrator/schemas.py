@@ -22,6 +22,7 @@ EMBEDDINGS_SCHEMA = pa.schema(
         pa.field("embedding", pa.list_(pa.float32()), nullable=False),  # filter-averaged Fisher (hessian)
         pa.field("scale", pa.list_(pa.float32()), nullable=False),
         pa.field("warnings", pa.list_(pa.string()), nullable=False),
+        pa.field("precision", pa.string(), nullable=False),  # autocast of the Fisher / feature pass: fp32, bf16, fp16
     ]
 )
 
@@ -40,6 +41,7 @@ EXPERTS_SCHEMA = pa.schema(
         pa.field("checkpoint", pa.string(), nullable=False),  # store key of the weights ("" for generic)
         pa.field("seconds", pa.float64(), nullable=False),
         pa.field("warnings", pa.list_(pa.string()), nullable=False),
+        pa.field("precision", pa.string()),  # fine-tuning autocast: fp32, bf16, fp16 (null for generic)
     ]
 )
 
@@ -61,6 +63,7 @@ HEADS_SCHEMA = pa.schema(
         pa.field("leep", pa.float64()),  # null when the expert's own classifier is not stored
         pa.field("nce", pa.float64()),
         pa.field("hscore", pa.float64()),
+        pa.field("precision", pa.string(), nullable=False),  # autocast of the expert's feature pass
     ]
 )
 
@@ -91,6 +94,7 @@ TRANSFER_INIT_SCHEMA = pa.schema(
         pa.field("train_error", pa.float64(), nullable=False),
         pa.field("test_error", pa.float64()),  # null when the target has no test images
         pa.field("seconds", pa.float64(), nullable=False),
+        pa.field("precision", pa.string(), nullable=False),  # fine-tuning autocast
     ]
 )
 
@@ -110,6 +114,7 @@ TRANSFER_SCHEMA = pa.schema(
         pa.field("n_train", pa.int64(), nullable=False),
         pa.field("n_test", pa.int64(), nullable=False),
         pa.field("seconds", pa.float64(), nullable=False),
+        pa.field("precision", pa.string(), nullable=False),  # fine-tuning autocast (from source)
     ]
 )
 

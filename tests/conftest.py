@@ -3,4 +3,4 @@
 The repo root is on sys.path through pyproject's ``[tool.pytest.ini_options] pythonpath``.
 """
 
-pytest_plugins = ["tests.fixtures.s3_server", "tests.fixtures.mini", "tests.fixtures.ray_local"]
+pytest_plugins = ["tests.fixtures.s3_server", "tests.fixtures.mini", "tests.fixtures.ray_local", "tests.fixtures.threads"]

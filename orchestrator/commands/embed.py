@@ -74,6 +74,7 @@ def embed(
         "embedding": emb.hessian.tolist(),
         "scale": emb.scale.tolist(),
         "warnings": warnings,
+        "precision": emb.meta.get("precision", "fp32"),
     }
     table = pa.Table.from_pylist([row], schema=versioned(EMBEDDINGS_SCHEMA, "embeddings"))
     out_file.parent.mkdir(parents=True, exist_ok=True)

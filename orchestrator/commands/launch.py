@@ -32,14 +32,15 @@ MINI_PRESET = {
 @click.option("--runner", type=click.Choice(["ray", "inline"]), default=None, help="inline: one process, for debugging.")
 @click.option("--workers", type=int, default=None, help="Worker actors (default: one per GPU, else one per CPU).")
 @click.option("--dry-run", is_flag=True, help="Print the units per stage and a compute estimate; run nothing.")
-@click.option("--throughput", type=float, default=2000.0, show_default=True,
-              help="Images/s of one GPU for the --dry-run estimate.")
+@click.option("--rates", "rates_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Images/s of one GPU per kind of pass for the --dry-run estimate: the JSON benchmarks/gpu.py "
+                   "writes (default: a shipped assumption, named in the output).")
 @click.option("-v", "--verbose", is_flag=True)
 @user_errors
 def launch(config_file, mini, results, s3_endpoint, run_id, resume_id, address, runner, workers, dry_run,
-           throughput, verbose) -> None:
+           rates_file, verbose) -> None:
     """Run the sweep: library → experts → heads → embeddings → distances (→ transfer), as Parquet under RESULTS/RUN_ID/."""
-    from orchestrator.cost import describe
+    from orchestrator.cost import describe, load_rates
     from orchestrator.plan import plan
     from orchestrator.sweep import launch as run_sweep
 
@@ -55,7 +56,7 @@ def launch(config_file, mini, results, s3_endpoint, run_id, resume_id, address, 
 
         roots = library_roots(open_store(results, s3_endpoint=s3_endpoint), config)  # s3:// roots: listed, not written
         library = build_library(roots, config.library)
-        click.echo(describe(plan(config, library.tasks), config, throughput))
+        click.echo(describe(plan(config, library.tasks), config, load_rates(rates_file, config)))
         return
     store = open_store(results, s3_endpoint=s3_endpoint)
     info = run_sweep(config, store, run_id=resume_id or run_id, resume=resume_id is not None)

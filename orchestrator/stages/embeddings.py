@@ -21,13 +21,14 @@ from orchestrator.units import WorkUnit
 from tasks.library import task_rows
 
 
-def embedding_row(ctx, task_id: str, method: str, vector: np.ndarray, scale: np.ndarray, n_samples: int) -> dict:
+def embedding_row(ctx, task_id: str, method: str, vector: np.ndarray, scale: np.ndarray, n_samples: int,
+                  precision: str) -> dict:
     info = ctx.probe.info
     return {
         "run_id": ctx.run_id, "task_id": task_id, "probe": info.name, "method": method,
         "pretrained": info.pretrained, "n_samples": int(n_samples), "seed": ctx.config.embeddings.seed,
         "dim": len(vector), "embedding": np.asarray(vector, dtype=np.float32), "scale": np.asarray(scale, dtype=np.float32),
-        "warnings": ctx.probe_warnings(),
+        "warnings": ctx.probe_warnings(), "precision": precision,
     }
 
 
@@ -52,10 +53,10 @@ class EmbedTask(WorkUnit):
     def run(self, ctx) -> dict[str, pa.Table]:
         cfg = ctx.config.embeddings
         task = ctx.library.task(self.task_id)
-        config = cfg.task2vec_config()
+        config = ctx.task2vec_config()
         emb = embed_task(ctx.dataset(task, "train", train_transform=True), ctx.probe, method=self.method,
                          config=config, device=ctx.device, seed=cfg.seed)
-        row = embedding_row(ctx, self.task_id, self.method, emb.hessian, emb.scale, emb.n_samples)
+        row = embedding_row(ctx, self.task_id, self.method, emb.hessian, emb.scale, emb.n_samples, config.precision)
         return {"embeddings": _table([row])}
 
 
@@ -74,11 +75,13 @@ class EmbedDomain(WorkUnit):
         rows = {t.task_id: task_rows(t, source, "train")[0] for t in tasks}
         union = np.unique(np.concatenate(list(rows.values())))
         probe = ctx.probe.to(ctx.device)
+        precision = ctx.precision("features")
         feats = extract_features(probe.body, ctx.images(source.source, union), device=ctx.device,
-                                 batch_size=ctx.config.runtime.feature_batch_size,
-                                 num_workers=ctx.loader.workers).double().numpy()
+                                 batch_size=ctx.config.runtime.feature_batch_size, precision=precision,
+                                 channels_last=ctx.channels_last, num_workers=ctx.loader.workers).double().numpy()
         out = []
         for t in tasks:
             mean = feats[np.searchsorted(union, rows[t.task_id])].mean(axis=0)
-            out.append(embedding_row(ctx, t.task_id, "domain", mean, np.ones_like(mean), len(rows[t.task_id])))
+            out.append(embedding_row(ctx, t.task_id, "domain", mean, np.ones_like(mean), len(rows[t.task_id]),
+                                     precision))
         return {"embeddings": _table(out)}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -72,7 +72,7 @@ class TrainExpert(WorkUnit):
     def run(self, ctx) -> dict[str, pa.Table]:
         start = time.perf_counter()
         train_set, test_set, n_classes = self._datasets(ctx)
-        config = replace(ctx.config.experts.train_config(ctx.config.experts.seed), num_workers=ctx.loader.workers)
+        config = ctx.train_config(ctx.config.experts, ctx.config.experts.seed)
         probe = ctx.probe
         result = train_expert(probe.body, probe.info.feature_dim, n_classes, train_set, config=config,
                               device=ctx.device, val_set=test_set if len(test_set) else None)
@@ -88,6 +88,7 @@ class TrainExpert(WorkUnit):
             "pretrained": probe.info.pretrained, "task_ids": list(self.task_ids), "n_classes": n_classes,
             "n_train": len(train_set), "train_error": result.train_error, "test_error": result.val_error,
             "checkpoint": key, "seconds": time.perf_counter() - start, "warnings": ctx.probe_warnings(),
+            "precision": result.precision,
         }
         return {"experts": pa.Table.from_pylist([row], schema=versioned(EXPERTS_SCHEMA, "experts"))}
 
@@ -124,6 +125,6 @@ class RegisterGeneric(WorkUnit):
         row = {
             "run_id": ctx.run_id, "expert_id": self.expert_id, "kind": "generic", "probe": info.name,
             "pretrained": info.pretrained, "task_ids": [], "n_classes": 0, "n_train": 0, "train_error": None,
-            "test_error": None, "checkpoint": "", "seconds": 0.0, "warnings": ctx.probe_warnings(),
+            "test_error": None, "checkpoint": "", "seconds": 0.0, "warnings": ctx.probe_warnings(), "precision": None,
         }
         return {"experts": pa.Table.from_pylist([row], schema=versioned(EXPERTS_SCHEMA, "experts"))}

@@ -38,8 +38,10 @@ class FitHeads(WorkUnit):
         rows = {t.task_id: {s: task_rows(t, source, s) for s in ("train", "test")} for t in tasks}
         union = np.unique(np.concatenate([idx for r in rows.values() for idx, _ in r.values()]))
         expert = ctx.expert(self.expert_id).to(ctx.device)
+        precision = ctx.precision("features")
         features = extract_features(expert.body, ctx.images(source.source, union), device=ctx.device,
-                                    batch_size=ctx.config.runtime.feature_batch_size, num_workers=ctx.loader.workers)
+                                    batch_size=ctx.config.runtime.feature_batch_size, precision=precision,
+                                    channels_last=ctx.channels_last, num_workers=ctx.loader.workers)
         specs = []
         for t in tasks:
             targets = np.full(len(union), -1, dtype=np.int64)
@@ -57,7 +59,8 @@ class FitHeads(WorkUnit):
             {"run_id": ctx.run_id, "expert_id": self.expert_id, "task_id": r.task_id, "n_classes": r.n_classes,
              "n_train": r.n_train, "n_test": r.n_test, "train_error": r.train_error,
              "test_error": None if math.isnan(r.test_error) else r.test_error, "train_loss": r.train_loss,
-             "test_loss": None if math.isnan(r.test_loss) else r.test_loss, "pretrained": pretrained, **scores[r.task_id]}
+             "test_loss": None if math.isnan(r.test_loss) else r.test_loss, "pretrained": pretrained, **scores[r.task_id],
+             "precision": precision}
             for r in results
         ]
         return {"heads": pa.Table.from_pylist(out, schema=versioned(HEADS_SCHEMA, "heads"))}

@@ -12,7 +12,7 @@ either error is missing or ``err_from_init`` is 0).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import ClassVar
 
 import pyarrow as pa
@@ -36,7 +36,7 @@ def fine_tune(ctx, expert_id: str, target: str, seed: int) -> tuple[ExpertTrainR
     """Fine-tune ``expert_id``'s feature extractor with a fresh head on ``target``; (result, n_train, n_test)."""
     task = ctx.library.task(target)
     train_set, test_set = ctx.dataset(task, "train"), ctx.dataset(task, "test")
-    config = replace(ctx.config.transfer.train_config(seed), num_workers=ctx.loader.workers)
+    config = ctx.train_config(ctx.config.transfer, seed)
     start_from = ctx.expert(expert_id)
     result = train_expert(start_from.body, start_from.info.feature_dim, task.n_classes, train_set, config=config,
                           device=ctx.device, val_set=test_set if len(test_set) else None)
@@ -60,7 +60,7 @@ class FineTuneFromInit(WorkUnit):
         row = {"run_id": ctx.run_id, "target_task": self.target_task, "seed": self.seed,
                "init_expert": self.init_expert, "pretrained": ctx.probe.info.pretrained, "n_train": n_train,
                "n_test": n_test, "train_error": result.train_error, "test_error": result.val_error,
-               "seconds": time.perf_counter() - start}
+               "seconds": time.perf_counter() - start, "precision": result.precision}
         return {"transfer_init": pa.Table.from_pylist([row], schema=versioned(TRANSFER_INIT_SCHEMA, "transfer_init"))}
 
 
@@ -87,7 +87,7 @@ class FineTuneFromSource(WorkUnit):
                "err_from_source": result.val_error, "err_from_init": init["test_error"],
                "d_ft": d_ft(result.val_error, init["test_error"]), "train_error_from_source": result.train_error,
                "train_error_from_init": init["train_error"], "n_train": n_train, "n_test": n_test,
-               "seconds": time.perf_counter() - start}
+               "seconds": time.perf_counter() - start, "precision": result.precision}
         return {"transfer": pa.Table.from_pylist([row], schema=versioned(TRANSFER_SCHEMA, "transfer"))}
 
     def _init_row(self, ctx) -> dict:

@@ -46,11 +46,11 @@ def test_matches_eval_forward_and_restores_mode(data):
     assert calls[-1] == (37, 37) and len(calls) == 5
 
 
-def test_batch_size_bare_images_and_cuda_only_options(data):
+def test_batch_size_bare_images_and_channels_last(data):
     model = tiny_backbone()
     a = extract_features(model, data, device="cpu", batch_size=5)
     b = extract_features(model, TensorDataset(data.tensors[0]), device="cpu", batch_size=64)
-    c = extract_features(model, list(data.tensors[0]), device="cpu", amp=True, channels_last=True)  # no-ops on CPU
+    c = extract_features(model, list(data.tensors[0]), device="cpu", channels_last=True)  # layout only
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-6)
 

@@ -72,6 +72,7 @@ def test_cache_stage_is_exactly_once_and_resumes(tmp_path, mini_roots, mini_libr
     assert store.read_bytes(shard_key("r", crashed.key)) == before
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_later_stages_read_the_cache_and_match_the_raw_path(tmp_path, mini_roots, mini_library) -> None:
     config = _config(mini_roots["cub200"], _cub_tasks(mini_library))
     store = open_store(str(tmp_path / "results"))
@@ -91,6 +92,7 @@ def test_later_stages_read_the_cache_and_match_the_raw_path(tmp_path, mini_roots
             assert ya == yb and torch.equal(a, b)  # raw encoding: the very same input tensors
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_loader_processes_from_the_cpus_read_the_cache_in_parallel(tmp_path, mini_roots, mini_library) -> None:
     """Two loader processes (cpus_per_worker 3) read the shards and give the features one process gives."""
     from experts.features import extract_features
@@ -109,6 +111,7 @@ def test_loader_processes_from_the_cpus_read_the_cache_in_parallel(tmp_path, min
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
 def test_sweep_over_an_s3_dataset_root_with_the_cache(s3_server, mini_roots, mini_library) -> None:
     """The mini CUB uploaded to a bucket; results on S3 too; the library, the cache and every stage read it."""
     client = s3_server.client()

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from orchestrator.context import SweepContext
 from orchestrator.recommend import embed_folder_as_run
@@ -34,6 +35,7 @@ def _as_image_folder(mini_library, tmp_path: Path):
     return task, out, len(paths)
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_recommend_embeds_a_library_tasks_folder_exactly_as_the_sweep(mini_roots, mini_library, tmp_path) -> None:
     config = small_config(mini_roots, mini_library)
     task, folder, n = _as_image_folder(mini_library, tmp_path)
@@ -44,4 +46,5 @@ def test_recommend_embeds_a_library_tasks_folder_exactly_as_the_sweep(mini_roots
     folder_emb = embed_folder_as_run(folder, config, "montecarlo", "cpu")
 
     assert folder_emb.n_samples == row["n_samples"] == n and np.all(np.isfinite(sweep)) and sweep.max() > 0
+    assert row["precision"] == folder_emb.meta["precision"] == "fp32"  # the CPU runs float32
     np.testing.assert_allclose(folder_emb.hessian, sweep, rtol=1e-5, atol=0)

@@ -110,16 +110,40 @@ def test_loader_processes_from_the_cpus_read_the_cache_in_parallel(tmp_path, min
     assert torch.equal(parallel, extract_features(body, images, device="cpu", batch_size=8, num_workers=0))
 
 
+def _upload(s3_server, root: Path) -> str:
+    """The dataset under ``root`` copied to the bucket (once per session); its ``s3://`` URI."""
+    prefix = f"datasets/{root.parent.name}/{root.name}"
+    client = s3_server.client()
+    if client.list_objects_v2(Bucket=s3_server.bucket, Prefix=prefix + "/").get("KeyCount", 0) == 0:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            client.put_object(Bucket=s3_server.bucket, Key=f"{prefix}/{path.relative_to(root).as_posix()}",
+                              Body=path.read_bytes())
+    return s3_server.uri(prefix)
+
+
+def test_library_command_reads_an_s3_root(s3_server, mini_roots, mini_library, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+
+    uri = _upload(s3_server, Path(mini_roots["cub200"]))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    results = s3_server.uri(f"results/library-{Path(mini_roots['cub200']).parent.name}")
+    out = CliRunner().invoke(main, ["library", "--cub200", uri, "--results", results, "--s3-endpoint",
+                                    s3_server.endpoint, "--run-id", "lib"])
+    assert out.exit_code == 0, out.output
+    store = open_store(results, **s3_server.store_kwargs())
+    tasks = store.read_table("lib/tasks/cub200.parquet")
+    assert sorted(tasks["task_id"].to_pylist()) == sorted(t.task_id for t in mini_library.tasks if t.source == "cub200")
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_sweep_over_an_s3_dataset_root_with_the_cache(s3_server, mini_roots, mini_library) -> None:
     """The mini CUB uploaded to a bucket; results on S3 too; the library, the cache and every stage read it."""
-    client = s3_server.client()
     root = Path(mini_roots["cub200"])
-    prefix = f"datasets/{Path(root).parent.name}/cub200"
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        client.put_object(Bucket=s3_server.bucket, Key=f"{prefix}/{path.relative_to(root).as_posix()}", Body=path.read_bytes())
-    uri = s3_server.uri(prefix)
+    uri = _upload(s3_server, root)
     config = _config(uri, _cub_tasks(mini_library), input={"shard_images": 32})
     store = open_store(s3_server.uri(f"results/{Path(root).parent.name}"), **s3_server.store_kwargs())
     info = launch(config, store, run_id="s3", show_progress=False)

@@ -30,7 +30,7 @@ from orchestrator.driver import StageReport, run_stage
 from orchestrator.library_io import ensure_mini_datasets, load_library, write_library
 from orchestrator.plan import STAGES, Plan, plan, plan_transfer, transfer_method
 from orchestrator.runners import InlineRunner
-from orchestrator.stages.image_cache import plan_image_cache
+from orchestrator.stages.image_cache import plan_image_cache, write_cache_index
 from orchestrator.store import ResultStore
 from orchestrator.units import digest
 from tasks.errors import TaskSweepInputError
@@ -97,6 +97,8 @@ def run_plan(the_plan: Plan, config: SweepConfig, store: ResultStore, run_id: st
             reports.append(report)
             if not report.failed:
                 store.write_json(f"{run_id}/_manifest/{stage}.json", {"units": sorted(u.key for u in units)})
+                if stage == "image_cache":
+                    write_cache_index(store, run_id)
             log.info("stage %s: %d planned, %d already committed, %d committed now, %d failed", stage,
                      report.planned, report.skipped, report.committed, len(report.failed))
     finally:

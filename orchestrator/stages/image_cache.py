@@ -109,9 +109,26 @@ def source_images(source: SourceLibrary, tasks: list[TaskSpec]) -> np.ndarray:
     return np.flatnonzero(np.isin(cats, wanted)).astype(np.int64)
 
 
+def index_key(run_id: str) -> str:
+    """The whole ``image_cache`` table in one file, written once the stage is complete ('_': not a part)."""
+    return f"{run_id}/{STAGE}/_index.parquet"
+
+
+def write_cache_index(store: ResultStore, run_id: str) -> None:
+    """After a complete ``image_cache`` stage: its committed parts in one file, so that each worker reads
+    one object instead of every marker of the run."""
+    if not store.exists(index_key(run_id)):
+        table = RunRecorder(store, run_id).read_committed(STAGE, stage=STAGE)
+        if table is not None:
+            store.write_table(index_key(run_id), table)
+
+
 def load_cache_indexes(store: ResultStore, run_id: str) -> dict[str, ImageCacheIndex]:
     """Source → index of its committed cached images (empty when no shard is committed)."""
-    table = RunRecorder(store, run_id).read_committed(STAGE, stage=STAGE)
+    if store.exists(index_key(run_id)):
+        table = store.read_table(index_key(run_id))
+    else:  # the stage is not complete (failed units): what is committed
+        table = RunRecorder(store, run_id).read_committed(STAGE, stage=STAGE)
     if table is None:
         return {}
     out = {}

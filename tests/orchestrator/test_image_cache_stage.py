@@ -14,7 +14,14 @@ from orchestrator.config import SweepConfig
 from orchestrator.driver import run_stage
 from orchestrator.plan import plan
 from orchestrator.runners import InlineRunner
-from orchestrator.stages.image_cache import load_cache_indexes, plan_image_cache, shard_key, source_images
+from orchestrator.stages.image_cache import (
+    index_key,
+    load_cache_indexes,
+    plan_image_cache,
+    shard_key,
+    source_images,
+    write_cache_index,
+)
 from orchestrator.store import open_store
 from orchestrator.sweep import ensure_library, launch, make_worker_state
 from tasks.image_cache import CachedImageDataset
@@ -66,6 +73,10 @@ def test_cache_stage_is_exactly_once_and_resumes(tmp_path, mini_roots, mini_libr
     assert sorted(store.list("r/image_shards")) == sorted(shard_key("r", u.key) for u in units)
     table = RunRecorder(store, "r").read_committed("image_cache")
     assert table.num_rows == len(wanted) and set(table["encoding"].to_pylist()) == {"raw"}
+    write_cache_index(store, "r")  # what the sweep does once the stage is complete: one file for the workers
+    assert store.read_table(index_key("r")).equals(table)
+    assert np.array_equal(load_cache_indexes(store, "r")["cub200"].image_index, wanted)
+    assert store.read_dataset("r/image_cache").count_rows() == len(wanted)  # '_index' is not read as a part
     # a retried unit writes the very same shard bytes
     before = store.read_bytes(shard_key("r", crashed.key))
     crashed.run(ctx)

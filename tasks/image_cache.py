@@ -105,7 +105,7 @@ class ImageCacheReader:
 
     index: ImageCacheIndex
     opener: ShardOpener
-    max_groups: int = 64  # row groups kept decoded-to-Arrow per process (~64 x 32 images)
+    max_groups: int = 8  # row groups kept per process (8 x 32 raw images at 256 px: ~67 MB)
     _files: dict[int, pq.ParquetFile] = field(default_factory=dict, repr=False)
     _groups: OrderedDict = field(default_factory=OrderedDict, repr=False)
 
@@ -126,7 +126,8 @@ class ImageCacheReader:
             self._groups.move_to_end(key)
             return self._groups[key]
         if shard not in self._files:
-            self._files[shard] = pq.ParquetFile(self.opener(self.index.shards[shard]))
+            source = self.opener(self.index.shards[shard])  # a local path is memory-mapped: the page cache serves it
+            self._files[shard] = pq.ParquetFile(source, memory_map=isinstance(source, str))
         table = self._files[shard].read_row_group(group, columns=["height", "width", "data"])
         self._groups[key] = table
         while len(self._groups) > self.max_groups:

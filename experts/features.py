@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+
+from experts.loader import LoaderSettings, make_loader
 
 from experts.precision import autocast
 
@@ -52,8 +54,8 @@ def extract_features(
     device = torch.device(device)
     _check_on_device(model, device)
     cuda = device.type == "cuda"
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=cuda, collate_fn=_images_only)
+    loader = make_loader(dataset, LoaderSettings(workers=num_workers, pin_memory=cuda), batch_size=batch_size,
+                         shuffle=False, collate_fn=_images_only)
     total = len(dataset)  # type: ignore[arg-type]
     out: torch.Tensor | None = None
     done = 0

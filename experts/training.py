@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from experts.loader import LoaderSettings, make_loader
 from experts.precision import autocast, check_precision, grad_scaler
 
 #: ``progress(epoch, epochs, mean_train_loss)`` after every epoch.
@@ -132,8 +133,8 @@ def train_expert(
         if config.channels_last:
             model = model.to(memory_format=layout)
         scaler = grad_scaler(device, config.precision)
-        loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator,
-                            num_workers=config.num_workers, drop_last=False)
+        loader = make_loader(train_set, LoaderSettings(workers=config.num_workers, pin_memory=device.type == "cuda"),
+                             batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False)
         total = config.epochs * len(loader)
         opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                               weight_decay=config.weight_decay)

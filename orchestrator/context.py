@@ -1,4 +1,5 @@
-"""What a worker holds between units: the store, the library, the probe, an LRU of expert weights.
+"""What a worker holds between units: the store, the library, the probe, an LRU of expert weights,
+the image cache's index and how to read each dataset's files.
 
 Built once per worker (actor ``__init__`` or the inline runner), lazily: a worker that only computes
 distances never loads a network. Everything is reloaded from the store, so a restarted worker (whose
@@ -14,18 +15,24 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
+import pyarrow as pa
 import torch
+from torch.utils.data import Dataset
 
 from experts.backbones import Probe, create_backbone
+from experts.loader import LoaderSettings
 from experts.precision import Precision, effective_precision
 from experts.task2vec import Task2VecConfig
 from experts.training import ExpertTrainConfig
 from orchestrator.config import ExpertsConfig, SweepConfig, TransferConfig
+from orchestrator.dataset_files import dataset_files
 from orchestrator.library_io import load_library
+from orchestrator.stages.image_cache import ShardFiles, load_cache_indexes
 from orchestrator.store import ResultStore
-from tasks.library import Library
+from tasks.image_cache import CachedImageDataset, ImageCacheIndex, ImageCacheReader
+from tasks.library import Library, task_rows
 from tasks.spec import TaskSpec
-from tasks.torch_dataset import TaskImageDataset
+from tasks.torch_dataset import ImageFiles, TaskImageDataset
 from tasks.transforms import EvalTransform, TrainTransform
 
 log = logging.getLogger(__name__)
@@ -60,6 +67,8 @@ class SweepContext:
     _library: Library | None = None
     _probe: Probe | None = None
     _experts: OrderedDict[str, Probe] = field(default_factory=OrderedDict)
+    _files: dict[str, ImageFiles | None] = field(default_factory=dict)
+    _cache_indexes: dict[str, ImageCacheIndex] | None = None
 
     # -- what units use -------------------------------------------------------------------------
     @property
@@ -78,7 +87,7 @@ class SweepContext:
     def train_config(self, budget: ExpertsConfig | TransferConfig, seed: int) -> ExpertTrainConfig:
         """A fine-tuning budget (experts or transfer) with this worker's precision and layout."""
         return replace(budget.train_config(seed), precision=self.precision("finetune"),
-                       channels_last=self.channels_last)
+                       channels_last=self.channels_last, num_workers=self.loader.workers)
 
     def task2vec_config(self) -> Task2VecConfig:
         return run_task2vec_config(self.config, self.device)
@@ -138,18 +147,55 @@ class SweepContext:
         state = torch.load(io.BytesIO(self.store.read_bytes(key)), map_location="cpu", weights_only=True)
         return state["weight"].numpy(), state["bias"].numpy()
 
-    def dataset(self, task: TaskSpec, split: str, *, train_transform: bool = False) -> TaskImageDataset:
-        paths, targets = self.library.examples(task.task_id, split)
-        root = self.library.sources[task.source].root
-        return TaskImageDataset(root, paths, targets, self.transform(train_transform))
+    def dataset(self, task: TaskSpec, split: str, *, train_transform: bool = False) -> Dataset:
+        source = self.library.sources[task.source]
+        idx, targets = task_rows(task, source, split)
+        return self._images(source.source, idx, targets, train_transform)
 
-    def images(self, source: str, image_indices: np.ndarray) -> TaskImageDataset:
+    def images(self, source: str, image_indices: np.ndarray) -> Dataset:
         """Images of one source by ``image_index`` (label 0): for feature passes over a group."""
+        idx = np.asarray(image_indices, dtype=np.int64)
+        return self._images(source, idx, np.zeros(len(idx), dtype=np.int64), False)
+
+    def _images(self, source: str, idx: np.ndarray, targets: np.ndarray, train: bool) -> Dataset:
+        """From the image cache when it holds every one of ``idx``, else from the dataset's own files."""
+        reader = self.image_cache(source)
+        if reader is not None:
+            if not len(reader.index.missing(idx)):
+                return CachedImageDataset(reader, idx, targets, self.transform(train))
+            log.warning("%s: %d of %d images are not in the image cache (failed image_cache units?); "
+                        "reading the original files", source, len(reader.index.missing(idx)), len(idx))
         src = self.library.sources[source]
-        paths = src.images["path"].take(image_indices).to_pylist()
-        return TaskImageDataset(src.root, paths, np.zeros(len(paths), dtype=np.int64), self.transform(False))
+        paths = src.images["path"].take(pa.array(idx)).to_pylist()
+        return TaskImageDataset(src.root, paths, targets, self.transform(train), files=self.dataset_files(source))
+
+    def dataset_files(self, source: str) -> ImageFiles | None:
+        """How to read a source's image files: None for a local folder, the store layer for ``s3://``."""
+        if source not in self._files:
+            self._files[source] = dataset_files(self.store, self.library.sources[source].root)
+        return self._files[source]
+
+    def image_cache(self, source: str) -> ImageCacheReader | None:
+        """The committed image cache of ``source`` (None when ``input.cache`` is off or nothing is cached).
+
+        Read once per worker, when a later stage first asks: the ``image_cache`` stage runs before them."""
+        if not self.config.input.cache:
+            return None
+        if self._cache_indexes is None:
+            self._cache_indexes = load_cache_indexes(self.store, self.run_id)
+        index = self._cache_indexes.get(source)
+        return None if index is None else ImageCacheReader(index, ShardFiles(self.store))
+
+    @property
+    def loader(self) -> LoaderSettings:
+        """DataLoader processes from ``input.loader_workers`` or the worker's CPUs; pinned memory on CUDA."""
+        workers = self.config.input.loader_workers
+        if workers is None:
+            workers = max(0, int(self.config.runtime.cpus_per_worker) - 1)
+        return LoaderSettings(workers=workers, pin_memory=self.device.type == "cuda")
 
     def transform(self, train: bool) -> TrainTransform | EvalTransform:
-        """The one input pipeline (tasks/transforms.py): Task2Vec's random crop + flip, or the centre crop."""
+        """The one input pipeline (tasks/transforms.py): Task2Vec's random crop + flip, or the centre crop; of a
+        PIL image (decoded first) or of a cached, already decoded uint8 tensor."""
         size = self.config.runtime.image_size
         return TrainTransform(size) if train else EvalTransform(size)

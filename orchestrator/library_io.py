@@ -38,7 +38,8 @@ def write_library(store: ResultStore, run_id: str, library: Library, config: Lib
         counts[name] = {"tasks": len(src.tasks), "images": src.images.num_rows, "skips": len(src.skips)}
     summary = {
         "run_id": run_id,
-        "roots": {name: str(Path(src.root).resolve()) for name, src in library.sources.items()},
+        "roots": {name: src.root if src.root.startswith("s3://") else str(Path(src.root).resolve())
+                  for name, src in library.sources.items()},
         "config": config.model_dump(mode="json"),
         "counts": counts,
         "n_tasks": sum(c["tasks"] for c in counts.values()),

@@ -31,7 +31,9 @@ from orchestrator.units import WorkUnit, digest
 from tasks.errors import TaskSweepInputError
 from tasks.spec import TaskSpec
 
-STAGES = ("experts", "heads", "embeddings", "distances", "transfer_init", "transfer")
+# ``image_cache`` units are planned by the sweep, which has the library's image tables
+# (``orchestrator.stages.image_cache.plan_image_cache``); ``plan`` leaves that stage empty.
+STAGES = ("image_cache", "experts", "heads", "embeddings", "distances", "transfer_init", "transfer")
 
 
 @dataclass

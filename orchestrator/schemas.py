@@ -135,3 +135,20 @@ FAILURES_SCHEMA = pa.schema(
 
 def versioned(schema: pa.Schema, table: str) -> pa.Schema:
     return schema.with_metadata({b"schema_version": RESULTS_SCHEMA_VERSION.encode(), b"table": table.encode()})
+
+# Image cache (stage ``image_cache``): where each decoded image of the run is. The shards themselves
+# (``<run>/image_shards/<unit key>.parquet``, tasks.image_cache.SHARD_COLUMNS) are written by the unit
+# before this table, which is the unit's committed part.
+IMAGE_CACHE_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("image_index", pa.int32(), nullable=False),
+        pa.field("shard", pa.string(), nullable=False),  # store key of the shard file
+        pa.field("row", pa.int32(), nullable=False),  # row in the shard
+        pa.field("encoding", pa.string(), nullable=False),  # jpeg or raw (tasks.image_cache.ENCODINGS)
+        pa.field("height", pa.int16(), nullable=False),
+        pa.field("width", pa.int16(), nullable=False),
+        pa.field("bytes", pa.int32(), nullable=False),  # stored size of the image
+    ]
+)

@@ -170,6 +170,12 @@ class ResultStore:
         # travel only if they were given explicitly, otherwise each worker uses its own AWS chain.
         return (_reopen, (self.uri, self._reopen))
 
+    def sibling(self, uri: str) -> "ResultStore":
+        """Another location (a dataset root ``s3://bucket/prefix`` or a folder) opened with this store's
+        endpoint, explicit credentials and retry policy (the region is resolved for its own bucket)."""
+        options = {k: v for k, v in self._reopen.items() if k != "region"}
+        return open_store(uri, **options)
+
     # -- keys -----------------------------------------------------------------------------------
     @staticmethod
     def join(*parts: str) -> str:

@@ -1,7 +1,8 @@
 """``launch``: the whole sweep, from manifests to distances, resumable.
 
 Order: open and check the store → ``run.json`` (effective config, versions, git revision, times) →
-the task library (built once per run) → the plan → for each stage, every uncommitted unit through a
+the task library (built once per run; ``s3://`` dataset roots through ``orchestrator.dataset_files``) →
+the plan (and the ``image_cache`` shards of the images its tasks use) → for each stage, every uncommitted unit through a
 runner (Ray actors or in-process; ``transfer`` units of ``nearest`` mode are planned here, from the
 committed distances, when that stage's turn comes) → a stage manifest → ``_SUCCESS`` when every stage committed every
 unit. ``resume`` re-enters a run: committed units are skipped, nothing is recomputed; a changed config
@@ -24,14 +25,16 @@ import pyarrow.compute as pc
 from orchestrator.commit import RunRecorder
 from orchestrator.config import SweepConfig
 from orchestrator.context import SweepContext
+from orchestrator.dataset_files import is_remote, stage_remote_root
 from orchestrator.driver import StageReport, run_stage
 from orchestrator.library_io import ensure_mini_datasets, load_library, write_library
 from orchestrator.plan import STAGES, Plan, plan, plan_transfer, transfer_method
 from orchestrator.runners import InlineRunner
+from orchestrator.stages.image_cache import plan_image_cache, write_cache_index
 from orchestrator.store import ResultStore
 from orchestrator.units import digest
 from tasks.errors import TaskSweepInputError
-from tasks.library import Library, build_library
+from tasks.library import Library, RemoteRoot, build_library
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ def launch(
     run_info = _open_run(store, run_id, config, resume=resume)
     library = ensure_library(store, run_id, config)
     the_plan = plan(config, library.tasks)
+    the_plan.stages["image_cache"] = plan_image_cache(config, library, the_plan.tasks)
     recorder = RunRecorder(store, run_id)
     reports = run_plan(the_plan, config, store, run_id, recorder, show_progress=show_progress)
     complete = all(not r.failed and r.committed + r.skipped == r.planned for r in reports)
@@ -96,6 +100,8 @@ def run_plan(the_plan: Plan, config: SweepConfig, store: ResultStore, run_id: st
                 recorder.drop_manifest(stage)
             else:
                 recorder.write_manifest(stage, units)
+                if stage == "image_cache":
+                    write_cache_index(store, run_id)
             log.info("stage %s: %d planned, %d already committed, %d committed now, %d failed in %.1f s", stage,
                      report.planned, report.skipped, report.committed, len(report.failed), report.seconds)
     finally:
@@ -144,20 +150,27 @@ def ensure_library(store: ResultStore, run_id: str, config: SweepConfig) -> Libr
     """The run's task library: read back if already written, else built from the datasets and written."""
     if store.exists(f"{run_id}/library.json"):
         return load_library(store, run_id)
-    library = build_library(dataset_roots(config), config.library)
+    library = build_library(library_roots(store, config), config.library)
     write_library(store, run_id, library, config.library)
     return load_library(store, run_id)  # what workers will see (absolute roots)
 
 
-def dataset_roots(config: SweepConfig) -> dict[str, Path]:
-    """Dataset name → root folder, generating the mini datasets first when the config asks for them."""
+def library_roots(store: ResultStore, config: SweepConfig) -> dict[str, Path | RemoteRoot]:
+    """``dataset_roots`` ready for ``build_library``: ``s3://`` roots listed and their manifests copied
+    locally (``orchestrator.dataset_files``), with ``store``'s endpoint and credentials."""
+    return {name: stage_remote_root(store, str(root)) if is_remote(root) else Path(root)
+            for name, root in dataset_roots(config).items()}
+
+
+def dataset_roots(config: SweepConfig) -> dict[str, Path | str]:
+    """Dataset name → root folder (or ``s3://`` URI), generating the mini datasets first when asked."""
     d = config.datasets
     roots = {k: v for k, v in (("inat2018", d.inat2018), ("cub200", d.cub200), ("imat2018", d.imat2018),
                                ("deepfashion", d.deepfashion)) if v is not None}
     if d.mini:
         roots = {**ensure_mini_datasets(Path(d.mini_dir), seed=d.mini_seed), **roots}
     for name, root in roots.items():
-        if not Path(root).is_dir():
+        if not is_remote(root) and not Path(root).is_dir():
             raise TaskSweepInputError(f"datasets.{name}: {root} is not a folder; give the dataset's root folder")
     return roots
 

@@ -1,13 +1,17 @@
 """Image-path safety and image-file checks shared by the adapters.
 
 ``image_file_problem`` judges one image; ``check_images`` gives the same reasons for many images at
-once, fast, and is what every adapter calls.
+once, fast, and is what every adapter calls. For a dataset root that is not a local folder (``s3://``),
+``listed_files`` tells ``check_images`` which files exist (from the store's listing) instead of the disk.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import defaultdict
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
@@ -17,6 +21,20 @@ import pyarrow.compute as pc
 from PIL import Image
 
 from tasks.errors import ManifestError
+
+# str(local root) → (where the files really are, e.g. s3://bucket/inat2018; their relative paths)
+_LISTINGS: ContextVar[dict[str, tuple[str, frozenset[str]]]] = ContextVar("listings", default={})
+
+
+@contextlib.contextmanager
+def listed_files(root: Path, uri: str, files: frozenset[str]) -> Iterator[None]:
+    """While active, ``check_images(root, ...)`` judges existence by ``files`` (paths relative to ``uri``,
+    where the images really are) rather than by the local ``root``, which holds only the manifests."""
+    token = _LISTINGS.set({**_LISTINGS.get(), str(root): (uri, files)})
+    try:
+        yield
+    finally:
+        _LISTINGS.reset(token)
 
 
 def unsafe_path_reason(relpath: str) -> str | None:
@@ -72,7 +90,13 @@ def check_images(
     """
     array = paths if isinstance(paths, pa.Array) else pa.array(paths, pa.string())
     problems = _lexical_problems(array)
-    if mode != "none":
+    listing = _listing(root)
+    if listing is not None and mode != "none":  # a remote root: existence from its listing ("decode" too)
+        uri, prefix, files = listing
+        names = array.to_pylist()
+        problems |= {i: f"image file {uri}/{prefix}{p} is missing" for i, p in enumerate(names)
+                     if i not in problems and f"{prefix}{p}" not in files}
+    elif mode != "none":
         names = array.to_pylist() if isinstance(paths, pa.Array) else paths
         problems |= _file_problems(root, names, mode, skip=problems)
     if manifest is not None and len(array) and len(problems) == len(array):
@@ -81,6 +105,15 @@ def check_images(
             fix="is the dataset root right? To build the library without image files, set verify_images: none",
         )
     return dict(sorted(problems.items()))
+
+
+def _listing(root: Path) -> tuple[str, str, frozenset[str]] | None:
+    """(uri, path prefix of ``root`` under it, files) if ``root`` is, or is inside, a listed root."""
+    for base, (uri, files) in _LISTINGS.get().items():
+        if Path(root) == Path(base) or Path(root).is_relative_to(base):
+            rel = Path(root).relative_to(base).as_posix()
+            return uri, "" if rel == "." else f"{rel}/", files
+    return None
 
 
 def _lexical_problems(paths: pa.Array) -> dict[int, str]:

@@ -7,7 +7,7 @@ them to a result store is the orchestrator's job (``orchestrator/library_io.py``
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +15,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.config import LibraryConfig
+from tasks.images import listed_files
 from tasks.registry import get_adapter, list_adapters
 from tasks.spec import Skip, SourceLibrary, TaskSpec
 from tasks.tables import SKIPS_SCHEMA, TASKS_SCHEMA
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RemoteRoot:
+    """A dataset root that is not a local folder (e.g. ``s3://bucket/inat2018``), as the orchestrator
+    staged it: its manifests copied under the local folder ``manifests``, and the relative paths of every
+    file under ``uri`` (the image checks use these). The library records ``uri`` as the source's root;
+    images are read later through a ``tasks.torch_dataset.ImageFiles``."""
+
+    uri: str
+    manifests: Path
+    files: frozenset[str]
 
 
 @dataclass
@@ -49,11 +62,11 @@ class Library:
         return task_examples(task, self.sources[task.source], split)
 
 
-def build_library(roots: dict[str, Path], config: LibraryConfig | None = None) -> Library:
+def build_library(roots: dict[str, Path | RemoteRoot], config: LibraryConfig | None = None) -> Library:
     """Read each named dataset root with its adapter and cut the tasks.
 
     Args:
-        roots: dataset name → dataset root; any subset of ``list_adapters()``.
+        roots: dataset name → dataset root (a folder, or a ``RemoteRoot``); any subset of ``list_adapters()``.
         config: task rules (caps, thresholds, image checks); the study's defaults when None.
 
     Raises:
@@ -67,8 +80,17 @@ def build_library(roots: dict[str, Path], config: LibraryConfig | None = None) -
     library = Library()
     for name in list_adapters():  # fixed order, whatever order the caller used
         if name in roots:
-            log.info("reading %s manifests under %s", name, roots[name])
-            library.sources[name] = get_adapter(name)(Path(roots[name]), config)
+            root = roots[name]
+            if isinstance(root, RemoteRoot):
+                log.info("reading %s manifests of %s (copied to %s)", name, root.uri, root.manifests)
+                with listed_files(root.manifests, root.uri, root.files):
+                    source = get_adapter(name)(root.manifests, config)
+                # the adapter may have gone into a subfolder (CUB_200_2011): keep it under the URI
+                sub = Path(source.root).relative_to(root.manifests).as_posix()
+                library.sources[name] = replace(source, root=root.uri if sub == "." else f"{root.uri}/{sub}")
+            else:
+                log.info("reading %s manifests under %s", name, root)
+                library.sources[name] = get_adapter(name)(Path(root), config)
     return library
 
 

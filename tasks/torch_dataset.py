@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -18,6 +19,31 @@ class ImageReadError(TaskSweepInputError):
     """An image file listed in the library cannot be opened or decoded."""
 
 
+class ImageFiles(Protocol):
+    """Reads a dataset's files by path relative to its root: how images are read when the root is not a
+    local folder (the orchestrator passes one over an ``s3://`` root). Must pickle (DataLoader workers)."""
+
+    def read_bytes(self, relpath: str) -> bytes: ...
+
+
+def load_rgb(root: str | Path, relpath: str, files: ImageFiles | None = None) -> Image.Image:
+    """One image of a dataset as a PIL RGB image, from the local ``root`` or through ``files``.
+
+    Raises:
+        ImageReadError: naming the file, when it cannot be read or decoded.
+    """
+    where = f"{str(root).rstrip('/')}/{relpath}"
+    try:
+        source = io.BytesIO(files.read_bytes(relpath)) if files is not None else Path(root) / relpath
+        with Image.open(source) as im:
+            return im.convert("RGB")
+    except (OSError, ValueError) as exc:
+        raise ImageReadError(
+            f"{where}: cannot read image ({type(exc).__name__}: {exc}); "
+            "re-download it or rebuild the library with verify_images='decode' to skip it"
+        ) from exc
+
+
 class TaskImageDataset(Dataset):
     """Images of one task split, with their local labels.
 
@@ -26,6 +52,7 @@ class TaskImageDataset(Dataset):
         paths: image paths relative to ``root``.
         targets: local labels, one per path.
         transform: maps a PIL RGB image to a tensor; the default converts to a float tensor in [0, 1].
+        files: reads the images when ``root`` is not a local folder (e.g. ``s3://...``); None: local files.
     """
 
     def __init__(
@@ -34,10 +61,12 @@ class TaskImageDataset(Dataset):
         paths: list[str],
         targets: np.ndarray,
         transform: Callable[[Image.Image], torch.Tensor] | None = None,
+        files: ImageFiles | None = None,
     ) -> None:
         if len(paths) != len(targets):
             raise ValueError(f"{len(paths)} paths but {len(targets)} targets")
-        self.root = Path(root)
+        self.root = root if files is not None else Path(root)
+        self.files = files
         self.paths = paths
         self.targets = np.asarray(targets, dtype=np.int64)
         self.transform = transform or _to_tensor
@@ -46,16 +75,7 @@ class TaskImageDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        path = self.root / self.paths[i]
-        try:
-            with Image.open(path) as im:
-                image = im.convert("RGB")
-        except (OSError, ValueError) as exc:
-            raise ImageReadError(
-                f"{path}: cannot read image ({type(exc).__name__}: {exc}); "
-                "re-download it or rebuild the library with verify_images='decode' to skip it"
-            ) from exc
-        return self.transform(image), int(self.targets[i])
+        return self.transform(load_rgb(self.root, self.paths[i], self.files)), int(self.targets[i])
 
 
 def task_dataset(

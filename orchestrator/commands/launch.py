@@ -54,10 +54,11 @@ def launch(config_file, mini, preset, results, s3_endpoint, run_id, resume_id, a
         overrides["runtime"] = {**overrides.get("runtime", {}), **runtime}
     config = load_config(config_file, overrides, preset=load_preset(preset) if preset else None)
     if dry_run:
-        from orchestrator.sweep import dataset_roots
+        from orchestrator.sweep import library_roots
         from tasks.library import build_library  # the library is built in memory only
 
-        library = build_library(dataset_roots(config), config.library)
+        roots = library_roots(open_store(results, s3_endpoint=s3_endpoint), config)  # s3:// roots: listed, not written
+        library = build_library(roots, config.library)
         click.echo(describe(plan(config, library.tasks), config, load_rates(rates_file, config)))
         return
     store = open_store(results, s3_endpoint=s3_endpoint)

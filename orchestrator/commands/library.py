@@ -8,12 +8,25 @@ from pathlib import Path
 import click
 
 from orchestrator.commands._common import default_run_id, results_options, setup_logging, user_errors
+from orchestrator.dataset_files import is_remote, stage_remote_root
 from orchestrator.library_io import ensure_mini_datasets, write_library
 from orchestrator.store import open_store
 from tasks.config import LibraryConfig
 from tasks.library import build_library
 
-_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+
+class _DatasetRoot(click.ParamType):
+    """An existing folder, or an ``s3://bucket/prefix`` (read through the store layer)."""
+
+    name = "FOLDER|s3://..."
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        if isinstance(value, str) and value.startswith("s3://"):
+            return value
+        return click.Path(exists=True, file_okay=False, path_type=Path).convert(value, param, ctx)
+
+
+_DIR = _DatasetRoot()
 
 
 @click.command("library")
@@ -55,7 +68,8 @@ def library(
 ) -> None:
     """Build the task library from the datasets' own annotation files and write it as Parquet.
 
-    Any dataset may be left out. Tables land under RESULTS/RUN_ID/{tasks,images,labels,skips}/.
+    A dataset root is a folder or s3://bucket/prefix (same endpoint and credentials as --results). Any
+    dataset may be left out. Tables land under RESULTS/RUN_ID/{tasks,images,labels,skips}/.
     """
     setup_logging(verbose)
     roots = {k: v for k, v in dict(inat2018=inat2018, cub200=cub200, imat2018=imat2018, deepfashion=deepfashion).items() if v}
@@ -68,7 +82,7 @@ def library(
     store.check_writable()
     run_id = run_id or default_run_id("library")
     start = time.perf_counter()
-    lib = build_library(roots, config)
+    lib = build_library({k: stage_remote_root(store, v) if is_remote(v) else v for k, v in roots.items()}, config)
     summary = write_library(store, run_id, lib, config)
     for name, c in summary["counts"].items():
         click.echo(f"{name:12s} {c['tasks']:5d} tasks  {c['images']:8d} images  {c['skips']:5d} skips recorded")

@@ -78,7 +78,7 @@ class EmbedDomain(WorkUnit):
         precision = ctx.precision("features")
         feats = extract_features(probe.body, ctx.images(source.source, union), device=ctx.device,
                                  batch_size=ctx.config.runtime.feature_batch_size, precision=precision,
-                                 channels_last=ctx.channels_last).double().numpy()
+                                 channels_last=ctx.channels_last, num_workers=ctx.loader.workers).double().numpy()
         out = []
         for t in tasks:
             mean = feats[np.searchsorted(union, rows[t.task_id])].mean(axis=0)

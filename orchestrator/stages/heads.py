@@ -41,7 +41,7 @@ class FitHeads(WorkUnit):
         precision = ctx.precision("features")
         features = extract_features(expert.body, ctx.images(source.source, union), device=ctx.device,
                                     batch_size=ctx.config.runtime.feature_batch_size, precision=precision,
-                                    channels_last=ctx.channels_last)
+                                    channels_last=ctx.channels_last, num_workers=ctx.loader.workers)
         specs = []
         for t in tasks:
             targets = np.full(len(union), -1, dtype=np.int64)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator.commands._common import results_options, setup_logging, user_errors
+from orchestrator.commands._common import check_probe, results_options, setup_logging, user_errors
 from orchestrator.config import load_config
 from orchestrator.store import open_store
 
@@ -49,6 +49,7 @@ def launch(config_file, mini, results, s3_endpoint, run_id, resume_id, address, 
     if runtime:
         overrides["runtime"] = {**overrides.get("runtime", {}), **runtime}
     config = load_config(config_file, overrides)
+    check_probe(config.embeddings.probe, flag="embeddings.probe")
     if dry_run:
         from orchestrator.sweep import dataset_roots
         from tasks.library import build_library  # the library is built in memory only

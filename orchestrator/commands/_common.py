@@ -21,12 +21,58 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (TaskSweepInputError, FileNotFoundError, FileExistsError) as exc:
+        except TaskSweepInputError as exc:
             raise click.ClickException(str(exc)) from exc
+        except (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from exc
         except pydantic.ValidationError as exc:
-            raise click.ClickException(f"invalid settings:\n{exc}") from exc
+            raise click.ClickException(f"invalid settings: {validation_summary(exc)}") from exc
 
     return wrapper
+
+
+def validation_summary(exc: pydantic.ValidationError) -> str:
+    """One line per invalid setting, ``section.key: what is wrong (got value)``, without pydantic's links."""
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        got = f" (got {err['input']!r})" if where and not isinstance(err.get("input"), dict) else ""
+        lines.append(f"{where + ': ' if where else ''}{err['msg']}{got}")
+    return "; ".join(lines)
+
+
+def check_probe(name: str, flag: str = "--probe") -> str:
+    """``name`` if it is a registered probe, else a one-line error listing the valid names."""
+    from experts.backbones import list_backbones
+
+    if name not in list_backbones():
+        raise click.ClickException(f"{flag}: unknown probe {name!r}; valid: {', '.join(list_backbones())}")
+    return name
+
+
+def check_device(device: str) -> str:
+    """``device`` if torch can use it here, else a one-line error (a typo, or CUDA on a machine without it)."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise click.ClickException(f"--device: {device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda" and (not torch.cuda.is_available() or (parsed.index or 0) >= torch.cuda.device_count()):
+        raise click.ClickException(f"--device {device}: no such CUDA device on this machine "
+                                   f"({torch.cuda.device_count()} visible); use --device cpu")
+    return device
+
+
+def probe_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--probe", default=default, show_default=True, callback=lambda _c, _p, v: check_probe(v),
+                        help="Probe architecture (see experts.backbones).")
+
+
+def device_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--device", default="cpu", show_default=True, callback=lambda _c, _p, v: check_device(v),
+                        help="cpu, cuda, cuda:1, ...")(fn)
 
 
 def setup_logging(verbose: bool = False) -> None:

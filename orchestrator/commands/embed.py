@@ -8,24 +8,24 @@ import click
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator.commands._common import setup_logging, user_errors
+from orchestrator.commands._common import device_option, probe_option, setup_logging, user_errors
 from orchestrator.schemas import EMBEDDINGS_SCHEMA, versioned
 
 
 @click.command("embed")
 @click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--probe", default="resnet34", show_default=True, help="Probe architecture (see experts.backbones).")
+@probe_option("resnet34")
 @click.option("--probe-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A torchvision state dict for the probe; without it the probe is randomly initialised.")
 @click.option("--method", type=click.Choice(["montecarlo", "montecarlo_exact", "variational", "domain"]),
               default="montecarlo",
               show_default=True)
 @click.option("--seed", default=0, show_default=True)
-@click.option("--max-samples", default=10_000, show_default=True, help="At most this many training images.")
-@click.option("--fisher-samples", default=10_000, show_default=True,
+@click.option("--max-samples", default=10_000, show_default=True, type=click.IntRange(min=1), help="At most this many training images.")
+@click.option("--fisher-samples", default=10_000, show_default=True, type=click.IntRange(min=1),
               help="Class-balanced draws for the Fisher (the reference's 10,000; fewer is faster and noisier).")
-@click.option("--image-size", default=224, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--image-size", default=224, show_default=True, type=click.IntRange(16, 1024))
+@device_option
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Parquet file to write (one row).")
 @click.option("-v", "--verbose", is_flag=True)

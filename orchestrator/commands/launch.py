@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator.commands._common import results_options, setup_logging, user_errors
+from orchestrator.commands._common import check_probe, results_options, setup_logging, user_errors
 from orchestrator.config import load_config
 from orchestrator.presets import load_preset, preset_names
 from orchestrator.store import open_store
@@ -53,6 +53,7 @@ def launch(config_file, mini, preset, results, s3_endpoint, run_id, resume_id, a
     if runtime:
         overrides["runtime"] = {**overrides.get("runtime", {}), **runtime}
     config = load_config(config_file, overrides, preset=load_preset(preset) if preset else None)
+    check_probe(config.embeddings.probe, flag="embeddings.probe")
     if dry_run:
         from orchestrator.sweep import library_roots
         from tasks.library import build_library  # the library is built in memory only

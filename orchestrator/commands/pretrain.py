@@ -8,21 +8,21 @@ from pathlib import Path
 
 import click
 
-from orchestrator.commands._common import setup_logging, user_errors
+from orchestrator.commands._common import device_option, probe_option, setup_logging, user_errors
 
 
 @click.command("pretrain-probe")
 @click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="State dict to write (.pt); use it as embeddings.probe_weights or --probe-weights.")
-@click.option("--probe", default="tiny_resnet", show_default=True, help="Probe architecture (see experts.backbones).")
-@click.option("--image-size", default=32, show_default=True)
-@click.option("--epochs", default=30, show_default=True)
-@click.option("--lr", default=0.05, show_default=True)
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--weight-decay", default=5e-4, show_default=True)
+@probe_option("tiny_resnet")
+@click.option("--image-size", default=32, show_default=True, type=click.IntRange(16, 1024))
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", default=0.05, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--weight-decay", default=5e-4, show_default=True, type=click.FloatRange(min=0))
 @click.option("--seed", default=0, show_default=True, help="Seeds the random init, shuffling and augmentation.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@device_option
 @click.option("-v", "--verbose", is_flag=True)
 @user_errors
 def pretrain(dataset_dir: Path, out_file: Path, probe: str, image_size: int, epochs: int, lr: float, batch_size: int,
@@ -32,6 +32,7 @@ def pretrain(dataset_dir: Path, out_file: Path, probe: str, image_size: int, epo
     from experts.training import ExpertTrainConfig
 
     setup_logging(verbose)
+    out_file.parent.mkdir(parents=True, exist_ok=True)  # a bad --out fails now, not after the training
     start = time.perf_counter()
 
     def progress(epoch: int, total: int, loss: float) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator.commands._common import results_options, setup_logging, user_errors
+from orchestrator.commands._common import device_option, results_options, setup_logging, user_errors
 
 
 @click.command("recommend")
@@ -17,7 +17,7 @@ from orchestrator.commands._common import results_options, setup_logging, user_e
 @click.option("--method", default=None, help="Fisher method (default: report.method of the run, if it was computed).")
 @click.option("--by", type=click.Choice(["asymmetric", "symmetric"]), default="asymmetric", show_default=True,
               help="Rank by d_asym (Asym. Task2Vec, the study's selector) or d_sym (Task2Vec).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@device_option
 @click.option("--json", "as_json", is_flag=True, help="Print the ranking as JSON (one object per expert).")
 @click.option("-v", "--verbose", is_flag=True)
 @user_errors

@@ -13,9 +13,11 @@ from orchestrator.commands._common import results_options, setup_logging, user_e
 @results_options
 @click.option("--run-id", required=True, help="The run to report on.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for index.html and the PNGs.")
-@click.option("--method", default=None, help="Fisher method whose distances to use (default: report.method of run.json).")
-@click.option("--bootstrap", type=int, default=None, help="Bootstrap resamples (default: report.bootstrap).")
+              help="Folder for index.html (one self-contained page).")
+@click.option("--method", type=click.Choice(["montecarlo", "montecarlo_exact", "variational"]), default=None,
+              help="Fisher method whose distances to use (default: report.method of run.json).")
+@click.option("--bootstrap", type=click.IntRange(min=10), default=None,
+              help="Bootstrap resamples (default: report.bootstrap).")
 @user_errors
 def report(results: str, s3_endpoint: str | None, run_id: str, out_dir: Path, method: str | None,
            bootstrap: int | None) -> None:
@@ -26,6 +28,7 @@ def report(results: str, s3_endpoint: str | None, run_id: str, out_dir: Path, me
     from orchestrator.store import open_store
 
     setup_logging()
+    out_dir.mkdir(parents=True, exist_ok=True)  # a bad --out fails now, before the run is read
     store = open_store(results, s3_endpoint=s3_endpoint)
     data = load_run(store, run_id)
     overrides = {k: v for k, v in {"method": method, "bootstrap": bootstrap}.items() if v is not None}

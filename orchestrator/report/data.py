@@ -7,11 +7,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+import pyarrow.compute as pc
+
 from orchestrator.config import MetaTaskConfig, SweepConfig
 from orchestrator.commit import RunRecorder
 from orchestrator.library_io import load_library_tasks
 from orchestrator.meta_tasks import MetaTask, resolve
 from orchestrator.plan import select_tasks
+from orchestrator.report.summary import RunSummary, read_summary
 from orchestrator.store import ResultStore
 from orchestrator.stages.distances import distance_matrices
 from orchestrator.transfer_report import TransferSummary, summarise_transfer
@@ -37,6 +40,7 @@ class RunData:
     embeddings: dict[str, np.ndarray]  # task -> Fisher embedding of the report's method
     transfer: TransferSummary | None = None  # D_ft pairs joined with distances (None: no transfer stage)
     meta_tasks: dict[str, MetaTask] = field(default_factory=dict)  # report.meta_tasks resolved as the plan did
+    summary: RunSummary | None = None  # run.json, probe, counts, failures and warnings, for the page's top
 
     def index(self, task: str) -> int:
         return self.tasks.index(task)
@@ -81,7 +85,8 @@ def task_group(task_id: str, taxonomy: list[str] | None) -> str:
 def load_run(store: ResultStore, run_id: str, config: SweepConfig | None = None) -> RunData:
     if not store.exists(f"{run_id}/run.json"):
         raise TaskSweepInputError(f"no run.json under {store.uri}/{run_id}: check --results and --run-id")
-    config = config or SweepConfig.model_validate(store.read_json(f"{run_id}/run.json")["config"])
+    info = store.read_json(f"{run_id}/run.json")
+    config = config or SweepConfig.model_validate(info["config"])
     recorder = RunRecorder(store, run_id)
 
     def table(name: str) -> pa.Table:
@@ -94,22 +99,32 @@ def load_run(store: ResultStore, run_id: str, config: SweepConfig | None = None)
                                       f"orchestrate launch --resume {run_id}")
         return rows
 
-    heads, experts = table("heads").to_pylist(), table("experts").to_pylist()
-    tasks = sorted({h["task_id"] for h in heads})
+    heads_table, experts_table = table("heads"), table("experts")
+    experts = experts_table.to_pylist()
+    tasks = sorted(set(heads_table["task_id"].to_pylist()))
     names = sorted(e["expert_id"] for e in experts)
     generic = next((e["expert_id"] for e in experts if e["kind"] == "generic"), None)
-    t_pos, e_pos = {t: i for i, t in enumerate(tasks)}, {e: i for i, e in enumerate(names)}
-    errors = np.full((len(tasks), len(names)), np.nan)
-    scores = {s: errors.copy() for s in SCORES}
-    for h in heads:
-        i, j = t_pos[h["task_id"]], e_pos[h["expert_id"]]
-        errors[i, j] = np.nan if h["test_error"] is None else h["test_error"]
-        for s in SCORES:
-            scores[s][i, j] = np.nan if h.get(s) is None else h[s]
+    rows = pc.index_in(heads_table["task_id"], value_set=pa.array(tasks, pa.string())).to_numpy()
+    cols = pc.index_in(heads_table["expert_id"], value_set=pa.array(names, pa.string())).fill_null(-1).to_numpy()
+    keep = cols >= 0  # a head of an expert without an experts row has no column
+
+    def matrix(column: str) -> np.ndarray:
+        out = np.full((len(tasks), len(names)), np.nan)
+        values = np.asarray(heads_table[column].to_numpy(zero_copy_only=False), dtype=np.float64)  # null: NaN
+        out[rows[keep], cols[keep]] = values[keep]
+        return out
+
+    errors = matrix("test_error")
+    scores = {s: matrix(s) for s in SCORES}
     method = config.report.method
-    d = distance_matrices(table("distances"), tasks, method)
-    embeddings = {r["task_id"]: np.asarray(r["embedding"], dtype=np.float64) for r in table("embeddings").to_pylist()
-                  if r["method"] == method and r["task_id"] in t_pos}
+    distances = table("distances")
+    d = distance_matrices(distances, tasks, method)
+    embeddings_table = table("embeddings")
+    t_pos = {t: i for i, t in enumerate(tasks)}
+    chosen = embeddings_table.filter(pc.equal(embeddings_table["method"], method))
+    embeddings = {t: np.asarray(e, dtype=np.float64) for t, e in zip(chosen["task_id"].to_pylist(),
+                                                                     chosen["embedding"].to_numpy(zero_copy_only=False))
+                  if t in t_pos}
     tasks_table = table("tasks")
     ids = tasks_table["task_id"].to_pylist()
     source = dict(zip(ids, tasks_table["source"].to_pylist()))
@@ -119,7 +134,12 @@ def load_run(store: ResultStore, run_id: str, config: SweepConfig | None = None)
     return RunData(config, tasks, source, group, names, generic, expert_tasks,
                    errors, scores, d["d_sym"], d["d_asym"], d["d_tax"], embeddings,
                    None if transfer is None else summarise_transfer(transfer, tasks, d["d_sym"], d["d_asym"]),
-                   resolve_meta_tasks(store, run_id, config, expert_tasks, generic))
+                   resolve_meta_tasks(store, run_id, config, expert_tasks, generic),
+                   read_summary(store, run_id, info, {
+                       "tasks": tasks_table, "experts": experts_table, "heads": heads_table,
+                       "embeddings": embeddings_table, "distances": distances,
+                       "transfer_init": recorder.read_committed("transfer_init", stage="transfer_init"),
+                       "transfer": transfer}))
 
 
 def resolve_meta_tasks(store: ResultStore, run_id: str, config: SweepConfig, expert_tasks: dict[str, list[str]],

@@ -110,3 +110,92 @@ def test_new_run_over_an_existing_run_id_is_refused(tmp_path: Path, mini_roots) 
     _open_run(open_store(str(tmp_path / "results")), "r1", load_config(cfg), resume=False)
     _fails(["--config", str(cfg), "--results", str(tmp_path / "results"), "--run-id", "r1", "--runner", "inline"],
            "already exists", "--resume r1")
+
+
+# -- every command's options: unknown names, wrong types and ranges, missing or blocked files --------------
+
+def _cli_fails(args: list[str], *needles: str) -> str:
+    """A clean refusal: non-zero exit, no traceback, the message (one line, after click's usage lines for
+    option-type errors) names what is wrong."""
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code in (1, 2), result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)  # not an uncaught exception
+    assert "Traceback" not in result.output
+    error = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1, result.output
+    for needle in needles:
+        assert needle in error[0], result.output
+    return error[0]
+
+
+OPTION_CASES = {  # name: (arguments, needles); {d}: an existing folder, {f}: an existing file
+    "embed unknown probe": (["embed", "{d}", "--probe", "nosuch", "--out", "{d}/o.parquet"],
+                            ("unknown probe 'nosuch'", "resnet34", "tiny_resnet")),
+    "pretrain-probe unknown probe": (["pretrain-probe", "{d}", "--probe", "nosuch", "--out", "{d}/w.pt"],
+                                     ("unknown probe 'nosuch'", "resnet34")),
+    "embed unknown device": (["embed", "{d}", "--device", "gpu0", "--out", "{d}/o.parquet"], ("--device", "cpu")),
+    "embed CUDA device absent": (["embed", "{d}", "--device", "cuda:99", "--out", "{d}/o.parquet"],
+                                 ("no such CUDA device", "--device cpu")),
+    "recommend unknown device": (["recommend", "{d}", "--run-id", "r", "--device", "nosuch"], ("--device",)),
+    "pretrain-probe unknown device": (["pretrain-probe", "{d}", "--device", "nosuch", "--out", "{d}/w.pt"],
+                                      ("--device",)),
+    "embed unknown method": (["embed", "{d}", "--method", "exact", "--out", "{d}/o.parquet"], ("--method", "montecarlo")),
+    "embed image size 0": (["embed", "{d}", "--image-size", "0", "--out", "{d}/o.parquet"], ("--image-size",)),
+    "embed max samples 0": (["embed", "{d}", "--max-samples", "0", "--out", "{d}/o.parquet"], ("--max-samples",)),
+    "embed Fisher samples not a number": (["embed", "{d}", "--fisher-samples", "many", "--out", "{d}/o.parquet"],
+                                          ("--fisher-samples", "many")),
+    "embed missing folder": (["embed", "{d}/nowhere", "--out", "{d}/o.parquet"], ("DATASET_DIR", "does not exist")),
+    "embed missing probe weights": (["embed", "{d}", "--probe-weights", "{d}/none.pt", "--out", "{d}/o.parquet"],
+                                    ("--probe-weights", "does not exist")),
+    "pretrain-probe 0 epochs": (["pretrain-probe", "{d}", "--epochs", "0", "--out", "{d}/w.pt"], ("--epochs",)),
+    "pretrain-probe negative lr": (["pretrain-probe", "{d}", "--lr", "-1", "--out", "{d}/w.pt"], ("--lr",)),
+    "pretrain-probe batch size 0": (["pretrain-probe", "{d}", "--batch-size", "0", "--out", "{d}/w.pt"],
+                                    ("--batch-size",)),
+    "pretrain-probe --out under a file": (["pretrain-probe", "{d}", "--out", "{f}/w.pt"], ("File exists",)),
+    "report unknown method": (["report", "--results", "{d}", "--run-id", "r", "--method", "exact", "--out", "{d}/o"],
+                              ("--method", "montecarlo")),
+    "report bootstrap not a number": (["report", "--results", "{d}", "--run-id", "r", "--bootstrap", "many",
+                                       "--out", "{d}/o"], ("--bootstrap",)),
+    "report bootstrap 0": (["report", "--results", "{d}", "--run-id", "r", "--bootstrap", "0", "--out", "{d}/o"],
+                           ("--bootstrap", "x>=10")),
+    "report --out is a file": (["report", "--results", "{d}", "--run-id", "r", "--out", "{f}"], ("--out", "is a file")),
+    "report without --run-id": (["report", "--results", "{d}", "--out", "{d}/o"], ("--run-id",)),
+    "recommend unknown selector": (["recommend", "{d}", "--run-id", "r", "--by", "closest"], ("--by",)),
+    "launch workers not a number": (["launch", "--mini", "--workers", "many", "--dry-run"], ("--workers",)),
+    "launch 0 workers": (["launch", "--mini", "--workers", "0", "--dry-run"], ("runtime.workers", "got 0")),
+    "launch unknown runner": (["launch", "--mini", "--runner", "slurm", "--dry-run"], ("--runner",)),
+    "launch missing config file": (["launch", "--config", "{d}/none.yaml", "--dry-run"], ("--config", "does not exist")),
+    "library nothing named": (["library", "--results", "{d}/lib"], ("--cub200", "--mini")),
+    "library unknown image check": (["library", "--mini", "--verify-images", "all"], ("--verify-images",)),
+    "library missing dataset folder": (["library", "--cub200", "{d}/nowhere"], ("--cub200", "does not exist")),
+    "mini-data OUT_DIR is a file": (["mini-data", "{f}"], ("OUT_DIR", "is a file")),
+    "mini-data scale 0": (["mini-data", "{d}/m", "--scale", "0"], ("--scale",)),
+    "unknown command": (["lunch"], ("No such command 'lunch'", "launch")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OPTION_CASES))
+def test_bad_options_are_one_clean_line(tmp_path: Path, case: str) -> None:
+    args, needles = OPTION_CASES[case]
+    (tmp_path / "file").write_text("x")
+    _cli_fails([a.format(d=tmp_path, f=tmp_path / "file") for a in args], *needles)
+
+
+def test_report_out_under_a_file_is_one_clean_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    _cli_fails(["report", "--results", str(tmp_path / "results"), "--run-id", "r", "--out", str(tmp_path / "file" / "o")],
+               "Not a directory")
+
+
+def test_launch_with_an_unknown_probe_in_the_config_lists_the_probes(tmp_path: Path, mini_roots) -> None:
+    path = _config(tmp_path, mini_roots, embeddings={"probe": "resnet1000"})
+    _cli_fails(["launch", "--config", str(path), "--dry-run"], "embeddings.probe", "'resnet1000'", "resnet34")
+
+
+def test_probe_weights_that_are_not_a_state_dict(tmp_path: Path, mini_library) -> None:
+    from tests.orchestrator.sweep_helpers import image_folder
+
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a state dict")
+    _cli_fails(["embed", str(image_folder(tmp_path, mini_library)), "--probe", "tiny_resnet", "--probe-weights",
+                str(junk), "--out", str(tmp_path / "o.parquet")], "junk.pt", "cannot be read")

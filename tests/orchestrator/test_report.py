@@ -45,17 +45,56 @@ def test_heads_rows_carry_all_four_transferability_scores(report_run) -> None:
         assert h["nce"] <= 1e-12  # −H(Y|Z) is never positive
 
 
-def test_report_writes_the_selection_table_and_figures(report_run, tmp_path) -> None:
+@pytest.fixture(scope="module")
+def report_page(report_run, tmp_path_factory) -> Path:
     root, run_id = report_run
-    out = tmp_path / "report"
+    out = tmp_path_factory.mktemp("report-page")
     result = CliRunner().invoke(main, ["report", "--results", str(root), "--run-id", run_id, "--out", str(out)])
     assert result.exit_code == 0, result.output
-    page = (out / "index.html").read_text()
+    return out / "index.html"
+
+
+FIGURE_IDS = ("tsne", "similarity", "norm_vs_error", "taxonomy", "errors")  # transfer: no stage in this run
+
+
+def test_report_writes_the_summary_selection_table_and_figures(report_page) -> None:
+    page = report_page.read_text()
     for text in ("iNat+CUB", "Mixed", "Chance", "ImageNet", "Asym. Task2Vec", "Model2Vec", "LogME", "LEEP", "NCE", "H-score"):
         assert text in page, text
-    for png in ("tsne.png", "similarity.png", "norm_vs_error.png", "taxonomy.png", "errors.png"):
-        assert (out / png).stat().st_size > 1000, png
-    assert "No transfer stage in this run" in page and not (out / "transfer.png").exists()  # transfer.mode: off
+    for text in ("Run summary", "tiny_resnet", "randomly initialised", "32 px", "montecarlo", "32 Fisher draws",
+                 "No failed units", "is randomly initialised (random:seed=0)", "How to read this", "The Parquet tables"):
+        assert text in page, text
+    for fig in FIGURE_IDS:
+        assert f"<div class='plot' id='{fig}'>" in page, fig
+    assert "No transfer stage in this run" in page and "<div class='plot' id='transfer'>" not in page  # transfer off
+    assert "src='http" not in page and 'src="http' not in page  # offline: no script from a CDN
+    assert page.count("plotly.js v") >= 1 and not list(report_page.parent.glob("*.png"))
+
+
+def test_report_page_in_a_real_browser(report_page, tmp_path) -> None:
+    """Headless Chromium: no console error in the browser's own log, the summary and every figure drawn, and
+    a hover label (the real mouse moved onto a point) that names a task."""
+    from tests.orchestrator.browser import chromium, console_errors, hover_first_point, open_page, screenshot
+
+    with chromium() as driver:
+        open_page(driver, report_page)
+        assert console_errors(driver) == []
+        assert "randomly initialised" in driver.find_element("id", "summary").text
+        drawn = driver.execute_script("return Array.from(document.querySelectorAll('.plot'))"
+                                      ".filter(e => e.querySelector('.main-svg')).map(e => e.id)")
+        assert sorted(drawn) == sorted(FIGURE_IDS)
+        for fig in ("tsne", "norm_vs_error"):
+            label = hover_first_point(driver, fig)
+            assert any(task in label for task in ("inat2018/", "cub200/", "imat2018/", "deepfashion/")), label
+        driver.find_element("id", "similarity-filter").send_keys("cub200")  # the matrix filtered by source
+        shown = driver.execute_script("return document.getElementById('similarity')._fullData[0].x")
+        assert shown and all(t.startswith("cub200/") for t in shown), shown
+        screenshot(driver, tmp_path / "report.png")
+        assert (tmp_path / "report.png").stat().st_size > 50_000
+        broken = tmp_path / "broken.html"  # the same page with its data block cut: the log must say so
+        broken.write_text(report_page.read_text().replace("id='report-data'>{", "id='report-data'>{oops"))
+        driver.get(broken.as_uri())
+        assert console_errors(driver), "a broken page left no console error"
 
 
 def test_optimal_error_and_chance_match_a_direct_computation_from_heads(report_run) -> None:

@@ -136,3 +136,14 @@ def test_the_preset_dry_run_on_full_scale_manifests(tmp_path: Path) -> None:
     assert "note:" not in out.output  # nothing falls short at full scale
     ratio = re.search(r"whole sweep ([\d.]+)x", out.output)
     assert ratio and float(ratio.group(1)) <= 2.0, out.output  # why dense is the preset's default
+
+
+def test_the_preset_on_one_binary_source_plans_and_says_which_meta_task_is_empty(mini_library) -> None:
+    config = load_config(None, {"datasets": {"mini": True}, "tasks": {"sources": ["deepfashion"]}},
+                         preset=load_preset("task2vec-study"))
+    the_plan = plan(config, mini_library.tasks)
+    assert {t.source for t in the_plan.tasks} == {"deepfashion"} and the_plan.stages["heads"]
+    assert any("meta-task iNat+CUB: no task" in n for n in the_plan.notes)
+    assert any("rule by source" in n for n in the_plan.notes)
+    mixed = next(m for m in the_plan.meta_tasks if m.name == "Mixed")
+    assert mixed.tasks and len(mixed.experts) > 1  # the DeepFashion kind experts

@@ -70,12 +70,17 @@ class RunRecorder:
 
     def read_committed(self, table: str, *, stage: str | None = None) -> pa.Table | None:
         """All committed parts of ``table`` (optionally only from units of ``stage``), concatenated."""
-        parts = []
-        for key in sorted(self.store.list(f"{self.run_id}/_done/")):
-            marker = self.store.read_json(key)
-            if stage is not None and marker["stage"] != stage:
-                continue
-            parts += [p for p in marker["parts"] if p.split("/")[-2] == table]
+        parts = [p for (st, name), keys in self.committed_parts().items() if name == table and stage in (None, st)
+                 for p in keys]
         if not parts:
             return None
         return pa.concat_tables([self.store.read_table(p) for p in parts])
+
+    def committed_parts(self) -> dict[tuple[str, str], list[str]]:
+        """``(stage, table) -> part keys`` of every committed unit, in marker order: one pass over the markers."""
+        out: dict[tuple[str, str], list[str]] = {}
+        for key in sorted(self.store.list(f"{self.run_id}/_done/")):
+            marker = self.store.read_json(key)
+            for p in marker["parts"]:
+                out.setdefault((marker["stage"], p.split("/")[-2]), []).append(p)
+        return out

@@ -82,13 +82,18 @@ def load_run(store: ResultStore, run_id: str, config: SweepConfig | None = None)
         raise TaskSweepInputError(f"no run.json under {store.uri}/{run_id}: check --results and --run-id")
     info = store.read_json(f"{run_id}/run.json")
     config = config or SweepConfig.model_validate(info["config"])
-    recorder = RunRecorder(store, run_id)
+    parts = RunRecorder(store, run_id).committed_parts()
+
+    def committed(name: str) -> pa.Table | None:
+        """Committed rows only (through the ``_done`` markers: stray or partial parts are never read), the parts
+        read as one dataset (in parallel: thousands of small parts at the study's scale)."""
+        keys = parts.get((name, name))
+        return store.read_dataset(keys).to_table() if keys else None
 
     def table(name: str) -> pa.Table:
-        """Committed rows only (through the ``_done`` markers: stray or partial parts are never read)."""
         if name == "tasks":  # the library's table, written once by the driver
             return store.read_dataset(f"{run_id}/tasks").to_table()
-        rows = recorder.read_committed(name, stage=name)
+        rows = committed(name)
         if rows is None:
             raise TaskSweepInputError(f"run {run_id} has no committed {name} rows yet: finish it with "
                                       f"orchestrate launch --resume {run_id}")
@@ -124,10 +129,10 @@ def load_run(store: ResultStore, run_id: str, config: SweepConfig | None = None)
     ids = tasks_table["task_id"].to_pylist()
     source = dict(zip(ids, tasks_table["source"].to_pylist()))
     group = {t: task_group(t, path) for t, path in zip(ids, tasks_table["taxonomy"].to_pylist())}
-    transfer = recorder.read_committed("transfer", stage="transfer")
+    transfer = committed("transfer")
     summary = read_summary(store, run_id, info, {
         "tasks": tasks_table, "experts": experts_table, "heads": heads_table, "embeddings": embeddings_table,
-        "distances": distances, "transfer_init": recorder.read_committed("transfer_init", stage="transfer_init"),
+        "distances": distances, "transfer_init": committed("transfer_init"),
         "transfer": transfer})
     return RunData(config, tasks, source, group, names, generic, {e["expert_id"]: list(e["task_ids"]) for e in experts},
                    errors, scores, d["d_sym"], d["d_asym"], d["d_tax"], embeddings,

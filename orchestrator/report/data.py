@@ -89,11 +89,15 @@ def load_run(store: ResultStore, run_id: str, config: SweepConfig | None = None)
     config = config or SweepConfig.model_validate(info["config"])
     recorder = RunRecorder(store, run_id)
 
+    def committed(name: str) -> pa.Table | None:
+        """Committed rows only (the stage's manifest, else its ``_done`` markers: stray or partial parts are
+        never read), the parts read in parallel (thousands of small parts at the study's scale)."""
+        return recorder.read_committed(name, stage=name)
+
     def table(name: str) -> pa.Table:
-        """Committed rows only (through the ``_done`` markers: stray or partial parts are never read)."""
         if name == "tasks":  # the library's table, written once by the driver
             return store.read_dataset(f"{run_id}/tasks").to_table()
-        rows = recorder.read_committed(name, stage=name)
+        rows = committed(name)
         if rows is None:
             raise TaskSweepInputError(f"run {run_id} has no committed {name} rows yet: finish it with "
                                       f"orchestrate launch --resume {run_id}")

@@ -168,9 +168,13 @@ def error_distribution(data: RunData) -> Figure:
                  "Tasks sorted by their best error; the band between best and worst expert is what expert selection "
                  "can win or lose, and a red × is the expert the run's selector picks (close to the lower line is good).")
     x = list(range(n))
-    for name, values in lines.items():
-        fig.data.append({"type": "scatter", "mode": "lines", "name": name, "x": x, "y": _r(values[order]),
-                         "text": [hover[i] for i in order], "hoverinfo": "text+name"})
+    for name, values in lines.items():  # task labels once, on the best-expert line
+        trace = {"type": "scatter", "mode": "lines", "name": name, "x": x, "y": _r(values[order])}
+        if name == "best expert":
+            trace.update(text=[hover[i] for i in order], hoverinfo="text+name")
+        else:
+            trace["hovertemplate"] = "%{y:.1%}"
+        fig.data.append(trace)
     pick = np.where(finite & np.isfinite(d), d, np.inf)
     has = np.isfinite(pick).any(1)
     chosen = pick.argmin(1)

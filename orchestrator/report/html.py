@@ -35,15 +35,20 @@ def meta_task_tables(data: RunData) -> dict[str, list[SelectionRow]]:
 
 
 def write_report(data: RunData, run_id: str, out: Path) -> dict[str, list[SelectionRow]]:
+    from threadpoolctl import threadpool_limits
+
     out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    tables = meta_task_tables(data)
-    log.info("selection tables: %.1f s", time.perf_counter() - start)
-    figures = []
-    for make in FIGURES:
-        t0 = time.perf_counter()
-        figures.append(make(data))
-        log.info("figure %s: %.1f s", figures[-1].id, time.perf_counter() - t0)
+    # Many small array operations: BLAS/OpenMP threads cost more than they give (at 1,458 tasks on a busy
+    # 2-core machine, 70 CPU-s with them against 25 CPU-s without; benchmarks/bench_report.py).
+    with threadpool_limits(1):
+        start = time.perf_counter()
+        tables = meta_task_tables(data)
+        log.info("selection tables: %.1f s", time.perf_counter() - start)
+        figures = []
+        for make in FIGURES:
+            t0 = time.perf_counter()
+            figures.append(make(data))
+            log.info("figure %s: %.1f s", figures[-1].id, time.perf_counter() - t0)
     (out / "index.html").write_text(page(data, run_id, tables, figures), encoding="utf-8")
     return tables
 

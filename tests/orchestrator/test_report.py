@@ -265,3 +265,29 @@ def test_expert_weights_are_committed_parts(report_run) -> None:
     for marker in experts:
         weights = [p for p in marker["parts"] if p.split("/")[1] == "checkpoints"]
         assert len(weights) == 2 and all(store.exists(p) for p in weights), marker
+
+
+def test_summary_links_failures_and_shows_the_noise_floor_hook(monkeypatch) -> None:
+    """No sweep needed: a summary with one failed unit, and a distances table with a noise-floor flag."""
+    from collections import Counter
+
+    import pyarrow as pa
+
+    from orchestrator.report import summary
+
+    monkeypatch.setattr(summary, "ABOVE_NOISE_FLOOR_COLUMNS", ("above_noise_floor",))
+    info = {"config": {"embeddings": {"probe": "resnet34", "methods": ["montecarlo"], "max_samples": 100},
+                       "runtime": {"image_size": 224}},
+            "stages": {"heads": {"planned": 3, "skipped": 0, "committed": 2, "failed": ["heads-k"], "retries": 1},
+                       "experts": {"planned": 1, "skipped": 1, "committed": 0, "failed": []}}}
+    s = summary.RunSummary("r1", info, "resnet34", True, {"heads": 2},
+                           {"embeddings": Counter({"few images": 2})},
+                           [{"unit_key": "heads-k", "stage": "heads", "label": "heads of t", "error_type": "OSError",
+                             "message": "disk full", "attempts": 3}], {"heads-k": "/res/r1/failures/heads-k.parquet"},
+                           {}, summary._above_noise_floor(pa.table({"above_noise_floor": [True, False, None, True]})))
+    page = summary.summary_html(s, "montecarlo")
+    assert page.index("<td>experts</td>") < page.index("<td>heads</td>")  # stages in the sweep's order
+    assert "href='#failures-heads'" in page and "id='failures-heads'" in page
+    assert "file:///res/r1/failures/heads-k.parquet" in page and "disk full" in page
+    assert "2 of 3 distances" in page and "few images" in page and "(2 embeddings rows)" in page
+    assert "incomplete" in page and "pretrained" in page and "randomly" not in page

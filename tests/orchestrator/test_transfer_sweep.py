@@ -92,4 +92,11 @@ def test_report_shows_the_transfer_scatter_and_its_spearman(transfer_run, tmp_pa
     write_report(data, "t1", tmp_path)
     page = (tmp_path / "index.html").read_text()
     assert "Spearman ρ(d_asym, D_ft)" in page and "over 4 measured pairs" in page
-    assert "<div class='plot' id='transfer'>" in page  # drawn by page.js (tests/orchestrator/test_report.py)
+    assert "<div class='plot' id='transfer'>" in page
+    from tests.orchestrator.browser import chromium, console_errors, hover_first_point, open_page
+
+    with chromium() as driver:  # drawn by page.js in a real browser, hover naming the pair
+        open_page(driver, tmp_path / "index.html")
+        assert console_errors(driver) == []
+        assert driver.execute_script("return !!document.querySelector('#transfer .main-svg')")
+        assert "→" in hover_first_point(driver, "transfer")

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from orchestrator.commit import RunRecorder
 from orchestrator.config import SweepConfig
 from orchestrator.context import SweepContext
-from orchestrator.dataset_files import is_remote, stage_remote_root
+from orchestrator.dataset_files import build_library_from_roots, is_remote
 from orchestrator.driver import StageReport, run_stage
 from orchestrator.library_io import ensure_mini_datasets, load_library, write_library
 from orchestrator.plan import STAGES, Plan, plan, plan_transfer, transfer_method
@@ -34,7 +34,7 @@ from orchestrator.stages.image_cache import plan_image_cache, write_cache_index
 from orchestrator.store import ResultStore
 from orchestrator.units import digest
 from tasks.errors import TaskSweepInputError
-from tasks.library import Library, RemoteRoot, build_library
+from tasks.library import Library
 
 log = logging.getLogger(__name__)
 
@@ -142,16 +142,9 @@ def ensure_library(store: ResultStore, run_id: str, config: SweepConfig) -> Libr
     """The run's task library: read back if already written, else built from the datasets and written."""
     if store.exists(f"{run_id}/library.json"):
         return load_library(store, run_id)
-    library = build_library(library_roots(store, config), config.library)
+    library = build_library_from_roots(store, dataset_roots(config), config.library)
     write_library(store, run_id, library, config.library)
     return load_library(store, run_id)  # what workers will see (absolute roots)
-
-
-def library_roots(store: ResultStore, config: SweepConfig) -> dict[str, Path | RemoteRoot]:
-    """``dataset_roots`` ready for ``build_library``: ``s3://`` roots listed and their manifests copied
-    locally (``orchestrator.dataset_files``), with ``store``'s endpoint and credentials."""
-    return {name: stage_remote_root(store, str(root)) if is_remote(root) else Path(root)
-            for name, root in dataset_roots(config).items()}
 
 
 def dataset_roots(config: SweepConfig) -> dict[str, Path | str]:

@@ -11,6 +11,7 @@ shard key; a resumed run skips committed shards. Later stages read the shards th
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -158,7 +159,11 @@ class ShardFiles:
         local = base / hashlib.sha256(self.store.uri.encode()).hexdigest()[:16] / key
         if not local.is_file():
             local.parent.mkdir(parents=True, exist_ok=True)
-            tmp = local.with_name(f".{local.name}.{uuid.uuid4().hex[:12]}.tmp")
-            tmp.write_bytes(self.store.read_bytes(key))
-            os.replace(tmp, local)  # atomic: a concurrent loader process sees all of it or nothing
+            # one download per node: the loader processes of all workers wait for the first one
+            with open(local.with_name(f".{local.name}.lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not local.is_file():
+                    tmp = local.with_name(f".{local.name}.{uuid.uuid4().hex[:12]}.tmp")
+                    tmp.write_bytes(self.store.read_bytes(key))
+                    os.replace(tmp, local)  # atomic: a reader without the lock sees all of it or nothing
         return str(local)

@@ -7,8 +7,9 @@ shards (a stage of work units) and finding them in the result store is the orche
 
 A shard is one Parquet file (``SHARD_COLUMNS``): one row per image, ``data`` holding the image either
 re-encoded as a JPEG (``encoding="jpeg"``, quality 95, 4:4:4 by default) or as raw ``uint8`` CHW bytes
-(``encoding="raw"``, ~4x larger, no decoding at all). Row groups are small (``ROW_GROUP_ROWS`` images) so that one image is
-read by reading its row group only; a small LRU of row groups per process serves neighbours.
+(``encoding="raw"``, ~4x larger, no decoding at all). Row groups are small (``ROW_GROUP_ROWS`` images)
+so that one image is read by reading its row group only; a small LRU of row groups per process serves
+neighbours.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ class ImageCacheIndex:
     row: np.ndarray  # (N,) row in its shard
 
     @classmethod
-    def from_rows(cls, encoding: str, image_index: np.ndarray, shard_names: list[str], rows: np.ndarray) -> "ImageCacheIndex":
+    def from_rows(cls, encoding: str, image_index: np.ndarray, shard_names: list[str],
+                  rows: np.ndarray) -> "ImageCacheIndex":
         names, shard = np.unique(np.asarray(shard_names, dtype=object), return_inverse=True)
         order = np.argsort(image_index, kind="stable")
         return cls(encoding, [str(n) for n in names], np.asarray(image_index)[order], shard[order],

@@ -41,6 +41,10 @@ def _config(root: str | Path, task_ids: list[str], **extra) -> SweepConfig:
     })
 
 
+def _cache_off(config: SweepConfig) -> SweepConfig:
+    return config.model_copy(update={"input": config.input.model_copy(update={"cache": False})})
+
+
 def _cub_tasks(mini_library, n: int = 2) -> list[str]:
     return [t.task_id for t in mini_library.tasks if t.source == "cub200"][:n]
 
@@ -64,7 +68,8 @@ def test_cache_stage_is_exactly_once_and_resumes(tmp_path, mini_roots, mini_libr
     run_stage("image_cache", units[:half], InlineRunner(lambda: ctx, recorder), recorder, show_progress=False)
     crashed = units[half]
     store.write_bytes(shard_key("r", crashed.key), b"partial shard of a crashed attempt")
-    assert len(load_cache_indexes(store, "r")["cub200"].image_index) == sum(len(u.image_indices) for u in units[:half])
+    committed = sum(len(u.image_indices) for u in units[:half])
+    assert len(load_cache_indexes(store, "r")["cub200"].image_index) == committed
     # the resume: committed units are skipped, the crashed one rewritten, every image exactly once
     report = run_stage("image_cache", units, InlineRunner(lambda: ctx, recorder), recorder, show_progress=False)
     assert (report.skipped, report.committed, report.failed) == (half, len(units) - half, [])
@@ -90,9 +95,10 @@ def test_later_stages_read_the_cache_and_match_the_raw_path(tmp_path, mini_roots
     library, the_plan, units, ctx, recorder = _stage(store, "r", config)
     run_stage("image_cache", units, InlineRunner(lambda: ctx, recorder), recorder, show_progress=False)
     task = the_plan.tasks[0]
-    uncached, _ = make_worker_state(store, "r", config.model_copy(update={"input": config.input.model_copy(update={"cache": False})}))
+    uncached, _ = make_worker_state(store, "r", _cache_off(config))
     for train in (False, True):
-        fast, slow = ctx.dataset(task, "train", train_transform=train), uncached.dataset(task, "train", train_transform=train)
+        fast = ctx.dataset(task, "train", train_transform=train)
+        slow = uncached.dataset(task, "train", train_transform=train)
         assert isinstance(fast, CachedImageDataset) and isinstance(slow, TaskImageDataset)
         assert len(fast) == len(slow) == task.n_train
         for i in range(0, len(fast), 7):
@@ -174,7 +180,7 @@ def test_sweep_over_an_s3_dataset_root_with_the_cache(s3_server, mini_roots, min
     assert all(s["committed"] == 0 for s in again["stages"].values())
     # with the cache off, units read the images from the bucket itself: the same inputs
     cached, _ = make_worker_state(store, "s3", config)
-    direct, _ = make_worker_state(store, "s3", config.model_copy(update={"input": config.input.model_copy(update={"cache": False})}))
+    direct, _ = make_worker_state(store, "s3", _cache_off(config))
     task = library.tasks[0]
     a, b = cached.dataset(task, "test"), direct.dataset(task, "test")
     assert isinstance(a, CachedImageDataset) and isinstance(b, TaskImageDataset) and b.files is not None

@@ -59,8 +59,7 @@ def launch(
     run_id = run_id or new_run_id()
     run_info = _open_run(store, run_id, config, resume=resume)
     library = ensure_library(store, run_id, config)
-    the_plan = plan(config, library.tasks)
-    the_plan.stages["image_cache"] = plan_image_cache(config, library, the_plan.tasks)
+    the_plan = full_plan(config, library)
     recorder = RunRecorder(store, run_id)
     reports = run_plan(the_plan, config, store, run_id, recorder, show_progress=show_progress)
     complete = all(not r.failed and r.committed + r.skipped == r.planned for r in reports)
@@ -75,6 +74,14 @@ def launch(
     if complete:
         store.write_json(f"{run_id}/_SUCCESS", {"finished_at": run_info["finished_at"]})
     return run_info
+
+
+def full_plan(config: SweepConfig, library: Library) -> Plan:
+    """``plan`` plus the ``image_cache`` shards of the images its tasks use (planning needs the library's
+    image tables, which ``plan`` does not take)."""
+    the_plan = plan(config, library.tasks)
+    the_plan.stages["image_cache"] = plan_image_cache(config, library, the_plan.tasks)
+    return the_plan
 
 
 def run_plan(the_plan: Plan, config: SweepConfig, store: ResultStore, run_id: str, recorder: RunRecorder, *,

@@ -12,18 +12,16 @@ import torch
 from orchestrator.commit import RunRecorder
 from orchestrator.config import SweepConfig
 from orchestrator.driver import run_stage
-from orchestrator.plan import plan
 from orchestrator.runners import InlineRunner
 from orchestrator.stages.image_cache import (
     index_key,
     load_cache_indexes,
-    plan_image_cache,
     shard_key,
     source_images,
     write_cache_index,
 )
 from orchestrator.store import open_store
-from orchestrator.sweep import ensure_library, launch, make_worker_state
+from orchestrator.sweep import ensure_library, full_plan, launch, make_worker_state
 from tasks.image_cache import CachedImageDataset
 from tasks.torch_dataset import TaskImageDataset
 
@@ -51,8 +49,8 @@ def _cub_tasks(mini_library, n: int = 2) -> list[str]:
 
 def _stage(store, run_id, config):
     library = ensure_library(store, run_id, config)
-    the_plan = plan(config, library.tasks)
-    units = plan_image_cache(config, library, the_plan.tasks)
+    the_plan = full_plan(config, library)
+    units = the_plan.stages["image_cache"]
     ctx, recorder = make_worker_state(store, run_id, config)
     return library, the_plan, units, ctx, recorder
 

@@ -3,6 +3,7 @@ sweep over an ``s3://`` dataset root (SeaweedFS) with results on S3, read back."
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +145,7 @@ def test_library_command_reads_an_s3_root(s3_server, mini_roots, mini_library, m
     uri = _upload(s3_server, Path(mini_roots["cub200"]))
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
-    results = s3_server.uri(f"results/library-{Path(mini_roots['cub200']).parent.name}")
+    results = s3_server.uri(f"results/library-{uuid.uuid4().hex[:12]}")
     out = CliRunner().invoke(main, ["library", "--cub200", uri, "--results", results, "--s3-endpoint",
                                     s3_server.endpoint, "--run-id", "lib"])
     assert out.exit_code == 0, out.output
@@ -160,7 +161,7 @@ def test_sweep_over_an_s3_dataset_root_with_the_cache(s3_server, mini_roots, min
     root = Path(mini_roots["cub200"])
     uri = _upload(s3_server, root)
     config = _config(uri, _cub_tasks(mini_library), input={"shard_images": 32})
-    store = open_store(s3_server.uri(f"results/{Path(root).parent.name}"), **s3_server.store_kwargs())
+    store = open_store(s3_server.uri(f"results/{uuid.uuid4().hex[:12]}"), **s3_server.store_kwargs())
     info = launch(config, store, run_id="s3", show_progress=False)
     assert info["complete"], info["stages"]
     summary = store.read_json("s3/library.json")

@@ -223,7 +223,7 @@ class InputConfig(_Section):
     ``cache``: stage ``image_cache`` decodes every image of the run's tasks once (``tasks.transforms.decode``:
     short side 256 for 224 px) and writes it in shards to the result store; later stages read the shards
     instead of the original files. ``cache_encoding``: ``raw`` uint8 (no decoding when read: the fastest,
-    ~260 KB per 4:3 image) or ``jpeg`` (quality ``cache_quality``, 4:4:4; ~4x smaller, ~2.5x slower to
+    ~260 KB per 4:3 image) or ``jpeg`` (quality ``cache_quality``, 4:4:4; ~4x smaller, ~2x slower to
     read). ``loader_workers``: DataLoader processes per sweep worker for feature passes and fine-tuning;
     default ``runtime.cpus_per_worker - 1`` (0: load in the worker itself).
     """

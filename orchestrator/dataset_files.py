@@ -1,8 +1,9 @@
 """Dataset roots in S3 (``datasets.inat2018: s3://bucket/inat2018``), read through the store layer.
 
-Building the library: ``stage_remote_root`` lists the root once, copies its manifests (every file that
-is not an image) to a local folder, and returns a ``tasks.library.RemoteRoot``: the adapters read the
-copies, and judge whether an image exists by the listing. Reading images later: ``StoreFiles`` (a
+Building the library (``build_library_from_roots``): ``stage_remote_root`` lists the root once, copies
+its manifests (every file that is not an image) to a fresh temporary folder, and returns a
+``tasks.library.RemoteRoot``: the adapters read the copies, and judge whether an image exists by the
+listing; the copies are removed once the library is built. Reading images later: ``StoreFiles`` (a
 ``tasks.torch_dataset.ImageFiles``) reads them by relative path, with the same endpoint, credentials
 chain and retries as the result store (``ResultStore.sibling``). With the image cache on, each image is
 read from S3 once per run, by the ``image_cache`` stage.
@@ -10,15 +11,16 @@ read from S3 once per run, by the ``image_cache`` stage.
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.store import ResultStore
+from tasks.config import LibraryConfig
 from tasks.errors import TaskSweepInputError
-from tasks.library import RemoteRoot
+from tasks.library import Library, RemoteRoot, build_library
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,22 @@ def dataset_files(results: ResultStore, root: str) -> StoreFiles | None:
     return StoreFiles(results.sibling(root)) if is_remote(root) else None
 
 
-def stage_remote_root(results: ResultStore, uri: str, local_dir: Path | None = None) -> RemoteRoot:
-    """List ``uri``, copy its non-image files under ``local_dir`` (default: a temp folder named by the URI).
+def build_library_from_roots(results: ResultStore, roots: dict[str, Path | str], config: LibraryConfig) -> Library:
+    """``tasks.library.build_library`` over folders and ``s3://`` roots (read with ``results``' endpoint and
+    credentials); the staged manifests are removed afterwards."""
+    staged: dict[str, Path | RemoteRoot] = {}
+    try:
+        for name, root in roots.items():
+            staged[name] = stage_remote_root(results, str(root)) if is_remote(root) else Path(root)
+        return build_library(staged, config)
+    finally:
+        for root in staged.values():
+            if isinstance(root, RemoteRoot):
+                shutil.rmtree(root.manifests, ignore_errors=True)
+
+
+def stage_remote_root(results: ResultStore, uri: str) -> RemoteRoot:
+    """List ``uri`` and copy its non-image files to a fresh temporary folder (the caller removes it).
 
     Raises:
         TaskSweepInputError: the root lists no file at all (wrong bucket or prefix).
@@ -55,13 +71,11 @@ def stage_remote_root(results: ResultStore, uri: str, local_dir: Path | None = N
     if not keys:
         raise TaskSweepInputError(f"dataset root {uri}: no files under it; check the bucket and prefix "
                                   "(and the S3 endpoint / credentials)")
-    base = local_dir or Path(tempfile.gettempdir()) / "task-sweep-manifests"
-    target = base / hashlib.sha256(store.uri.encode()).hexdigest()[:16]
+    target = Path(tempfile.mkdtemp(prefix="task-sweep-manifests-"))
     manifests = [k for k in keys if not k.lower().endswith(IMAGE_SUFFIXES)]
     log.info("%s: %d files, copying %d manifest file(s) to %s", uri, len(keys), len(manifests), target)
     for key in manifests:
         path = target / key
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(store.read_bytes(key))
-    target.mkdir(parents=True, exist_ok=True)
     return RemoteRoot(uri=store.uri, manifests=target, files=frozenset(keys))

@@ -145,6 +145,7 @@ IMAGE_CACHE_SCHEMA = pa.schema(
         pa.field("source", pa.string(), nullable=False),
         pa.field("image_index", pa.int32(), nullable=False),
         pa.field("shard", pa.string(), nullable=False),  # store key of the shard file
+        pa.field("shard_sha256", pa.string(), nullable=False),  # of the shard's bytes (names local copies)
         pa.field("row", pa.int32(), nullable=False),  # row in the shard
         pa.field("encoding", pa.string(), nullable=False),  # jpeg or raw (tasks.image_cache.ENCODINGS)
         pa.field("height", pa.int16(), nullable=False),

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from orchestrator.commit import RunRecorder
 from orchestrator.config import SweepConfig
 from orchestrator.context import SweepContext
-from orchestrator.dataset_files import is_remote, stage_remote_root
+from orchestrator.dataset_files import build_library_from_roots, is_remote
 from orchestrator.driver import StageReport, run_stage
 from orchestrator.library_io import ensure_mini_datasets, load_library, write_library
 from orchestrator.plan import STAGES, Plan, plan, plan_transfer, transfer_method
@@ -34,7 +34,7 @@ from orchestrator.stages.image_cache import plan_image_cache, write_cache_index
 from orchestrator.store import ResultStore
 from orchestrator.units import digest
 from tasks.errors import TaskSweepInputError
-from tasks.library import Library, RemoteRoot, build_library
+from tasks.library import Library
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,7 @@ def launch(
     run_id = run_id or new_run_id()
     run_info = _open_run(store, run_id, config, resume=resume)
     library = ensure_library(store, run_id, config)
-    the_plan = plan(config, library.tasks)
-    the_plan.stages["image_cache"] = plan_image_cache(config, library, the_plan.tasks)
+    the_plan = full_plan(config, library)
     recorder = RunRecorder(store, run_id)
     reports = run_plan(the_plan, config, store, run_id, recorder, show_progress=show_progress)
     complete = all(not r.failed and r.committed + r.skipped == r.planned for r in reports)
@@ -75,6 +74,14 @@ def launch(
     if complete:
         store.write_json(f"{run_id}/_SUCCESS", {"finished_at": run_info["finished_at"]})
     return run_info
+
+
+def full_plan(config: SweepConfig, library: Library) -> Plan:
+    """``plan`` plus the ``image_cache`` shards of the images its tasks use (planning needs the library's
+    image tables, which ``plan`` does not take)."""
+    the_plan = plan(config, library.tasks)
+    the_plan.stages["image_cache"] = plan_image_cache(config, library, the_plan.tasks)
+    return the_plan
 
 
 def run_plan(the_plan: Plan, config: SweepConfig, store: ResultStore, run_id: str, recorder: RunRecorder, *,
@@ -150,16 +157,9 @@ def ensure_library(store: ResultStore, run_id: str, config: SweepConfig) -> Libr
     """The run's task library: read back if already written, else built from the datasets and written."""
     if store.exists(f"{run_id}/library.json"):
         return load_library(store, run_id)
-    library = build_library(library_roots(store, config), config.library)
+    library = build_library_from_roots(store, dataset_roots(config), config.library)
     write_library(store, run_id, library, config.library)
     return load_library(store, run_id)  # what workers will see (absolute roots)
-
-
-def library_roots(store: ResultStore, config: SweepConfig) -> dict[str, Path | RemoteRoot]:
-    """``dataset_roots`` ready for ``build_library``: ``s3://`` roots listed and their manifests copied
-    locally (``orchestrator.dataset_files``), with ``store``'s endpoint and credentials."""
-    return {name: stage_remote_root(store, str(root)) if is_remote(root) else Path(root)
-            for name, root in dataset_roots(config).items()}
 
 
 def dataset_roots(config: SweepConfig) -> dict[str, Path | str]:

@@ -55,11 +55,12 @@ def launch(config_file, mini, preset, results, s3_endpoint, run_id, resume_id, a
     config = load_config(config_file, overrides, preset=load_preset(preset) if preset else None)
     check_probe(config.embeddings.probe, flag="embeddings.probe")
     if dry_run:
-        from orchestrator.sweep import library_roots
-        from tasks.library import build_library  # the library is built in memory only
+        from orchestrator.dataset_files import build_library_from_roots
+        from orchestrator.sweep import dataset_roots
 
-        roots = library_roots(open_store(results, s3_endpoint=s3_endpoint), config)  # s3:// roots: listed, not written
-        library = build_library(roots, config.library)
+        # the library is built in memory only (s3:// roots: listed and read, nothing written)
+        library = build_library_from_roots(open_store(results, s3_endpoint=s3_endpoint), dataset_roots(config),
+                                           config.library)
         click.echo(describe(plan(config, library.tasks), config, load_rates(rates_file, config)))
         return
     store = open_store(results, s3_endpoint=s3_endpoint)

@@ -8,11 +8,10 @@ from pathlib import Path
 import click
 
 from orchestrator.commands._common import default_run_id, results_options, setup_logging, user_errors
-from orchestrator.dataset_files import is_remote, stage_remote_root
+from orchestrator.dataset_files import build_library_from_roots
 from orchestrator.library_io import ensure_mini_datasets, write_library
 from orchestrator.store import open_store
 from tasks.config import LibraryConfig
-from tasks.library import build_library
 
 
 class _DatasetRoot(click.ParamType):
@@ -82,7 +81,7 @@ def library(
     store.check_writable()
     run_id = run_id or default_run_id("library")
     start = time.perf_counter()
-    lib = build_library({k: stage_remote_root(store, v) if is_remote(v) else v for k, v in roots.items()}, config)
+    lib = build_library_from_roots(store, roots, config)
     summary = write_library(store, run_id, lib, config)
     for name, c in summary["counts"].items():
         click.echo(f"{name:12s} {c['tasks']:5d} tasks  {c['images']:8d} images  {c['skips']:5d} skips recorded")

@@ -11,6 +11,7 @@ shard key; a resumed run skips committed shards. Later stages read the shards th
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -70,11 +71,13 @@ class BuildImageShard(WorkUnit):
         sink = pa.BufferOutputStream()
         write_shard(table, sink)
         key = shard_key(ctx.run_id, self.key)
-        ctx.store.write_bytes(key, sink.getvalue())
+        data = sink.getvalue()
+        ctx.store.write_bytes(key, data)
         n = table.num_rows
+        sha = hashlib.sha256(memoryview(data)).hexdigest()
         index = pa.table({
             "run_id": [ctx.run_id] * n, "source": [self.source] * n, "image_index": table["image_index"],
-            "shard": [key] * n, "row": pa.array(np.arange(n, dtype=np.int32)),
+            "shard": [key] * n, "shard_sha256": [sha] * n, "row": pa.array(np.arange(n, dtype=np.int32)),
             "encoding": [cfg.cache_encoding] * n, "height": table["height"], "width": table["width"],
             "bytes": pc.binary_length(table["data"]),
         }, schema=versioned(IMAGE_CACHE_SCHEMA, STAGE))
@@ -138,27 +141,34 @@ def load_cache_indexes(store: ResultStore, run_id: str) -> dict[str, ImageCacheI
         encodings = set(rows["encoding"].to_pylist())
         if len(encodings) != 1:
             raise ValueError(f"{store.uri}/{run_id}: the image cache of {name} mixes encodings {sorted(encodings)}")
-        out[str(name)] = ImageCacheIndex.from_rows(encodings.pop(), rows["image_index"].to_numpy(),
-                                                   rows["shard"].to_pylist(), rows["row"].to_numpy())
+        names = [f"{key}#{sha}" for key, sha in zip(rows["shard"].to_pylist(), rows["shard_sha256"].to_pylist())]
+        out[str(name)] = ImageCacheIndex.from_rows(encodings.pop(), rows["image_index"].to_numpy(), names,
+                                                   rows["row"].to_numpy())
     return out
 
 
 @dataclass(frozen=True)
 class ShardFiles:
-    """Opens cached shards by store key: in place for a local store; from an S3 store, after one download
-    to ``local_dir`` (shards never change once written: same key, same bytes), so random reads are local."""
+    """Opens cached shards by the names ``load_cache_indexes`` gives them (``<store key>#<sha256>``): in
+    place for a local store; from an S3 store, after one download per node to ``local_dir``, named by the
+    shard's digest (a copy left by another run or code version under the same key is never used)."""
 
     store: ResultStore
     local_dir: str | None = None
 
-    def __call__(self, key: str) -> str:
+    def __call__(self, name: str) -> str:
+        key, _, sha = name.partition("#")
         if self.store.is_local:
             return self.store.path(key)
         base = Path(self.local_dir or Path(tempfile.gettempdir()) / "task-sweep-shards")
-        local = base / hashlib.sha256(self.store.uri.encode()).hexdigest()[:16] / key
+        local = base / hashlib.sha256(self.store.uri.encode()).hexdigest()[:16] / f"{key}.{sha[:32]}"
         if not local.is_file():
             local.parent.mkdir(parents=True, exist_ok=True)
-            tmp = local.with_name(f".{local.name}.{uuid.uuid4().hex[:12]}.tmp")
-            tmp.write_bytes(self.store.read_bytes(key))
-            os.replace(tmp, local)  # atomic: a concurrent loader process sees all of it or nothing
+            # one download per node: the loader processes of all workers wait for the first one
+            with open(local.with_name(f".{local.name}.lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not local.is_file():
+                    tmp = local.with_name(f".{local.name}.{uuid.uuid4().hex[:12]}.tmp")
+                    tmp.write_bytes(self.store.read_bytes(key))
+                    os.replace(tmp, local)  # atomic: a reader without the lock sees all of it or nothing
         return str(local)

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from orchestrator.config import SweepConfig
-from orchestrator.plan import Plan, plan
+from orchestrator.plan import Plan
 from orchestrator.store import ResultStore
-from orchestrator.sweep import launch
+from orchestrator.sweep import full_plan, launch
 from tasks.library import Library
 
 TABLES = ("experts", "heads", "embeddings", "distances")
@@ -50,7 +50,7 @@ def chaos_config(roots: dict[str, Path], mini_library: Library, **runtime: Any) 
 
 
 def plan_of(config: SweepConfig, mini_library: Library) -> Plan:
-    return plan(config, mini_library.tasks)
+    return full_plan(config, mini_library)  # image_cache units included
 
 
 def committed_rows(store: ResultStore, run_id: str) -> dict[str, list[dict]]:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from orchestrator.config import SweepConfig
-from orchestrator.plan import Plan, plan
+from orchestrator.plan import Plan
 from orchestrator.store import ResultStore
+from orchestrator.sweep import full_plan
 from tasks.library import Library
 
 
@@ -42,7 +43,7 @@ def expected_rows(the_plan: Plan) -> dict[str, int]:
 
 
 def plan_for(config: SweepConfig, mini_library: Library) -> Plan:
-    return plan(config, mini_library.tasks)
+    return full_plan(config, mini_library)
 
 
 def image_folder(tmp_path: Path, mini_library, n_classes: int = 2) -> Path:

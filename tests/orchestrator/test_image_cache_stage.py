@@ -3,6 +3,7 @@ sweep over an ``s3://`` dataset root (SeaweedFS) with results on S3, read back."
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -12,18 +13,16 @@ import torch
 from orchestrator.commit import RunRecorder
 from orchestrator.config import SweepConfig
 from orchestrator.driver import run_stage
-from orchestrator.plan import plan
 from orchestrator.runners import InlineRunner
 from orchestrator.stages.image_cache import (
     index_key,
     load_cache_indexes,
-    plan_image_cache,
     shard_key,
     source_images,
     write_cache_index,
 )
 from orchestrator.store import open_store
-from orchestrator.sweep import ensure_library, launch, make_worker_state
+from orchestrator.sweep import ensure_library, full_plan, launch, make_worker_state
 from tasks.image_cache import CachedImageDataset
 from tasks.torch_dataset import TaskImageDataset
 
@@ -41,14 +40,18 @@ def _config(root: str | Path, task_ids: list[str], **extra) -> SweepConfig:
     })
 
 
+def _cache_off(config: SweepConfig) -> SweepConfig:
+    return config.model_copy(update={"input": config.input.model_copy(update={"cache": False})})
+
+
 def _cub_tasks(mini_library, n: int = 2) -> list[str]:
     return [t.task_id for t in mini_library.tasks if t.source == "cub200"][:n]
 
 
 def _stage(store, run_id, config):
     library = ensure_library(store, run_id, config)
-    the_plan = plan(config, library.tasks)
-    units = plan_image_cache(config, library, the_plan.tasks)
+    the_plan = full_plan(config, library)
+    units = the_plan.stages["image_cache"]
     ctx, recorder = make_worker_state(store, run_id, config)
     return library, the_plan, units, ctx, recorder
 
@@ -64,7 +67,8 @@ def test_cache_stage_is_exactly_once_and_resumes(tmp_path, mini_roots, mini_libr
     run_stage("image_cache", units[:half], InlineRunner(lambda: ctx, recorder), recorder, show_progress=False)
     crashed = units[half]
     store.write_bytes(shard_key("r", crashed.key), b"partial shard of a crashed attempt")
-    assert len(load_cache_indexes(store, "r")["cub200"].image_index) == sum(len(u.image_indices) for u in units[:half])
+    committed = sum(len(u.image_indices) for u in units[:half])
+    assert len(load_cache_indexes(store, "r")["cub200"].image_index) == committed
     # the resume: committed units are skipped, the crashed one rewritten, every image exactly once
     report = run_stage("image_cache", units, InlineRunner(lambda: ctx, recorder), recorder, show_progress=False)
     assert (report.skipped, report.committed, report.failed) == (half, len(units) - half, [])
@@ -90,9 +94,10 @@ def test_later_stages_read_the_cache_and_match_the_raw_path(tmp_path, mini_roots
     library, the_plan, units, ctx, recorder = _stage(store, "r", config)
     run_stage("image_cache", units, InlineRunner(lambda: ctx, recorder), recorder, show_progress=False)
     task = the_plan.tasks[0]
-    uncached, _ = make_worker_state(store, "r", config.model_copy(update={"input": config.input.model_copy(update={"cache": False})}))
+    uncached, _ = make_worker_state(store, "r", _cache_off(config))
     for train in (False, True):
-        fast, slow = ctx.dataset(task, "train", train_transform=train), uncached.dataset(task, "train", train_transform=train)
+        fast = ctx.dataset(task, "train", train_transform=train)
+        slow = uncached.dataset(task, "train", train_transform=train)
         assert isinstance(fast, CachedImageDataset) and isinstance(slow, TaskImageDataset)
         assert len(fast) == len(slow) == task.n_train
         for i in range(0, len(fast), 7):
@@ -140,7 +145,7 @@ def test_library_command_reads_an_s3_root(s3_server, mini_roots, mini_library, m
     uri = _upload(s3_server, Path(mini_roots["cub200"]))
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
-    results = s3_server.uri(f"results/library-{Path(mini_roots['cub200']).parent.name}")
+    results = s3_server.uri(f"results/library-{uuid.uuid4().hex[:12]}")
     out = CliRunner().invoke(main, ["library", "--cub200", uri, "--results", results, "--s3-endpoint",
                                     s3_server.endpoint, "--run-id", "lib"])
     assert out.exit_code == 0, out.output
@@ -156,7 +161,7 @@ def test_sweep_over_an_s3_dataset_root_with_the_cache(s3_server, mini_roots, min
     root = Path(mini_roots["cub200"])
     uri = _upload(s3_server, root)
     config = _config(uri, _cub_tasks(mini_library), input={"shard_images": 32})
-    store = open_store(s3_server.uri(f"results/{Path(root).parent.name}"), **s3_server.store_kwargs())
+    store = open_store(s3_server.uri(f"results/{uuid.uuid4().hex[:12]}"), **s3_server.store_kwargs())
     info = launch(config, store, run_id="s3", show_progress=False)
     assert info["complete"], info["stages"]
     summary = store.read_json("s3/library.json")
@@ -174,7 +179,7 @@ def test_sweep_over_an_s3_dataset_root_with_the_cache(s3_server, mini_roots, min
     assert all(s["committed"] == 0 for s in again["stages"].values())
     # with the cache off, units read the images from the bucket itself: the same inputs
     cached, _ = make_worker_state(store, "s3", config)
-    direct, _ = make_worker_state(store, "s3", config.model_copy(update={"input": config.input.model_copy(update={"cache": False})}))
+    direct, _ = make_worker_state(store, "s3", _cache_off(config))
     task = library.tasks[0]
     a, b = cached.dataset(task, "test"), direct.dataset(task, "test")
     assert isinstance(a, CachedImageDataset) and isinstance(b, TaskImageDataset) and b.files is not None

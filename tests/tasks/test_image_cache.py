@@ -65,8 +65,9 @@ def _write_shards(tmp_path: Path, images: dict[int, torch.Tensor], per_shard: in
 def test_reader_returns_every_image_at_random_across_shards_and_row_groups(tmp_path) -> None:
     rng = np.random.default_rng(1)
     # sparse image indices (a cache holds only the images the run's tasks use), sizes vary
-    images = {int(i): _chw(_photo(rng, 40 + int(i) % 7, 50)) for i in rng.choice(1000, size=3 * ROW_GROUP_ROWS + 5, replace=False)}
-    index = _write_shards(tmp_path, images, per_shard=2 * ROW_GROUP_ROWS, encoding="raw")
+    n = max(40, 3 * ROW_GROUP_ROWS + 5)
+    images = {int(i): _chw(_photo(rng, 40 + int(i) % 7, 50)) for i in rng.choice(1000, size=n, replace=False)}
+    index = _write_shards(tmp_path, images, per_shard=max(16, 2 * ROW_GROUP_ROWS), encoding="raw")
     reader = ImageCacheReader(index, lambda name: str(tmp_path / name), max_groups=2)
     for i in rng.permutation(list(images)):
         assert torch.equal(reader.image(int(i)), images[int(i)]), i

@@ -54,8 +54,8 @@ class HeadTrainConfig:
     every task (one permutation per epoch from ``seed``); each task averages over its own rows in it.
     """
 
-    epochs: int = 200
-    lr: float = 0.05
+    epochs: int = 100
+    lr: float = 0.01
     weight_decay: float = 1e-4
     batch_size: int | None = None
     standardize: bool = True

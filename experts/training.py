@@ -39,7 +39,7 @@ class ExpertTrainConfig:
     epochs: int = 10
     lr: float = 0.01
     momentum: float = 0.9
-    weight_decay: float = 5e-4
+    weight_decay: float = 1e-4
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     batch_size: int = 64
     augmentation: bool = True

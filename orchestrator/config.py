@@ -6,12 +6,14 @@ The effective configuration is written to ``run.json`` with the results.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from experts.heads import HeadTrainConfig
 from experts.task2vec import Task2VecConfig
 from experts.training import ExpertTrainConfig
 from tasks.config import LibraryConfig
@@ -43,16 +45,22 @@ class TaskSelection(_Section):
     seed: int = 0
 
 
+# The compute dataclasses hold every default; a config section reads its defaults from them (one home each).
+_FINE_TUNE = ExpertTrainConfig()
+_HEADS = HeadTrainConfig()
+_TASK2VEC = Task2VecConfig()
+
+
 class _FineTuneBudget(_Section):
     """Whole-network fine-tuning settings (``experts.training.ExpertTrainConfig``), shared by experts and transfer."""
 
-    epochs: int = Field(3, ge=1, le=1000)
-    lr: float = Field(0.01, gt=0, le=10)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(1e-4, ge=0, le=1)
-    schedule: Literal["cosine", "step", "constant"] = "cosine"
-    batch_size: int = Field(32, ge=1, le=4096)
-    augmentation: bool = True
+    epochs: int = Field(_FINE_TUNE.epochs, ge=1, le=1000)
+    lr: float = Field(_FINE_TUNE.lr, gt=0, le=10)
+    momentum: float = Field(_FINE_TUNE.momentum, ge=0, lt=1)
+    weight_decay: float = Field(_FINE_TUNE.weight_decay, ge=0, le=1)
+    schedule: Literal["cosine", "step", "constant"] = _FINE_TUNE.schedule
+    batch_size: int = Field(_FINE_TUNE.batch_size, ge=1, le=4096)
+    augmentation: bool = _FINE_TUNE.augmentation
 
     def training_fields(self) -> dict:
         """The keys that decide a fine-tuning run."""
@@ -62,27 +70,53 @@ class _FineTuneBudget(_Section):
         return ExpertTrainConfig(seed=seed, **self.training_fields())
 
 
+Source = Literal["inat2018", "cub200", "imat2018", "deepfashion"]
+
+
+class ExpertRule(_Section):
+    """Fine-tuned experts chosen by a rule over the selected tasks (``experts.rules``, a meta-task's ``experts``).
+
+    ``by``: ``task``: one expert per task of ``sources``, the first ``count`` of a shuffle seeded by ``seed``
+    (none: every task); ``source``: one group expert per source (the pooled classes of its multi-class tasks);
+    ``taxon``: one group expert per taxon at ``depth`` of the taxonomy (0 kingdom, 1 phylum, 2 class), the
+    ``count`` taxa with the most training images; ``kind``: one expert per kind of binary task (the middle
+    part of its id, e.g. ``texture`` in ``deepfashion/texture/floral``) on one task of that kind drawn with
+    ``seed`` (binary tasks cannot be pooled).
+    """
+
+    by: Literal["task", "source", "taxon", "kind"] = "task"
+    sources: list[Source] | Literal["all"] = "all"
+    count: int | None = Field(None, ge=1)
+    depth: int = Field(2, ge=0, le=10)
+    seed: int = 0
+
+
 class ExpertsConfig(_FineTuneBudget):
     """Which experts exist: the generic one (the probe itself) and experts fine-tuned on tasks/groups."""
 
     generic: bool = True
     # Each entry: a task id, or "source:<name>" for every selected task of a source (a task group).
     train_on: list[str] = Field(default_factory=list)
-    # "all_selected": one expert per selected task (iNat/CUB style), capped by max_experts.
+    # one expert per selected task (iNat/CUB style); train_on and per_task are capped by max_experts.
     per_task: bool = False
     max_experts: int | None = Field(None, ge=1)
+    rules: list[ExpertRule] = Field(default_factory=list, description="experts chosen by rule (never capped)")
     seed: int = 0
 
 
 class HeadsConfig(_Section):
-    """Which (expert, task) pairs get a linear head: all pairs, or an explicit list."""
+    """Which (expert, task) pairs get a linear head: all pairs (dense), each meta-task's pairs, or a list."""
 
-    pairs: Literal["all"] | list[tuple[str, str]] = "all"
-    epochs: int = Field(100, ge=1, le=100_000)
-    lr: float = Field(0.01, gt=0, le=10)
-    weight_decay: float = Field(1e-4, ge=0, le=1)
+    pairs: Literal["all", "meta_tasks"] | list[tuple[str, str]] = "all"
+    epochs: int = Field(_HEADS.epochs, ge=1, le=100_000)
+    lr: float = Field(_HEADS.lr, gt=0, le=10)
+    weight_decay: float = Field(_HEADS.weight_decay, ge=0, le=1)
     task_chunk: int = Field(256, ge=1, description="heads trained together in one unit at most")
-    seed: int = 0
+    seed: int = _HEADS.seed
+
+    def train_config(self) -> HeadTrainConfig:
+        """The heads' optimisation (``experts.heads``); its other settings keep their defaults."""
+        return HeadTrainConfig(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay, seed=self.seed)
 
 
 class EmbeddingsConfig(_Section):
@@ -90,16 +124,17 @@ class EmbeddingsConfig(_Section):
     probe_weights: Path | None = None
     methods: list[Literal["montecarlo", "montecarlo_exact", "variational"]] = Field(default_factory=lambda: ["montecarlo"])
     domain: bool = True
-    max_samples: int = Field(10_000, ge=1)
-    fisher_samples: int | None = Field(None, ge=1, description="Fisher draws; default: max_samples")
-    head_epochs: int = Field(10, ge=1, le=1000)
-    batch_size: int = Field(64, ge=1, le=4096)
+    max_samples: int = Field(_TASK2VEC.max_samples, ge=1)
+    fisher_samples: int | None = Field(_TASK2VEC.fisher_samples, ge=1, description="Fisher draws; null: max_samples")
+    head_epochs: int = Field(_TASK2VEC.head_epochs, ge=1, le=1000)
+    batch_size: int = Field(_TASK2VEC.batch_size, ge=1, le=4096)
     seed: int = 0
 
     def task2vec_config(self) -> Task2VecConfig:
-        """The Task2Vec settings every task of the run is embedded with (and ``recommend`` embeds with)."""
-        return Task2VecConfig(max_samples=self.max_samples, batch_size=self.batch_size, head_epochs=self.head_epochs,
-                              fisher_samples=self.fisher_samples or self.max_samples)
+        """The Task2Vec settings every task of the run is embedded with (and ``recommend`` embeds with);
+        the settings this section does not name keep ``Task2VecConfig``'s defaults."""
+        return dataclasses.replace(_TASK2VEC, max_samples=self.max_samples, batch_size=self.batch_size,
+                                   head_epochs=self.head_epochs, fisher_samples=self.fisher_samples or self.max_samples)
 
     @field_validator("methods")
     @classmethod
@@ -146,17 +181,23 @@ class RuntimeConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-Source = Literal["inat2018", "cub200", "imat2018", "deepfashion"]
-
-
 class MetaTaskConfig(_Section):
-    """One meta-task of the selection table: target tasks and candidate experts, by source."""
+    """One meta-task of the selection table: target tasks and candidate experts (docs/sweep.md).
+
+    Tasks: the selected tasks of ``task_sources``; with ``tasks: N`` the first N of a shuffle seeded by
+    ``seed`` (``per_source``: an equal share of each source). Candidate experts, besides the generic one
+    (the "ImageNet" row): ``sources``: every expert of the run whose training tasks all come from
+    ``expert_sources``; ``own``: each task's own fine-tuned expert; a list of rules: the experts they
+    choose. ``own`` and rules add their experts to the run.
+    """
 
     name: str
     task_sources: list[Source] | Literal["all"] = "all"
-    # fine-tuned experts whose training tasks all come from these sources; the generic expert is always
-    # a candidate (the "ImageNet" row)
     expert_sources: list[Source] | Literal["all"] = "all"
+    tasks: int | None = Field(None, ge=1, description="a seeded pick of this many tasks (none: every one)")
+    per_source: bool = False
+    seed: int = 0
+    experts: Literal["sources", "own"] | list[ExpertRule] = "sources"
 
 
 def _default_meta_tasks() -> list[MetaTaskConfig]:
@@ -195,8 +236,11 @@ class SweepConfig(_Section):
         return self
 
 
-def load_config(path: Path | None, overrides: dict | None = None) -> SweepConfig:
-    """Defaults ← YAML file ← overrides (nested dicts, e.g. from CLI flags)."""
+def load_config(path: Path | None, overrides: dict | None = None, preset: dict | None = None) -> SweepConfig:
+    """Defaults ← preset ← YAML file ← overrides (nested dicts, e.g. from CLI flags).
+
+    Mappings merge key by key at every depth; any other value (a list, a number) replaces the one below.
+    """
     data: dict = {}
     if path is not None:
         try:
@@ -205,9 +249,12 @@ def load_config(path: Path | None, overrides: dict | None = None) -> SweepConfig
             raise TaskSweepInputError(f"{path}: not valid YAML ({exc})") from exc
         if not isinstance(data, dict):
             raise TaskSweepInputError(f"{path}: the top level must be a mapping of sections")
-    for section, values in (overrides or {}).items():
-        if isinstance(values, dict):
-            data[section] = {**data.get(section, {}), **values}
-        else:
-            data[section] = values
-    return SweepConfig.model_validate(data)
+    return SweepConfig.model_validate(merged(merged(preset or {}, data), overrides or {}))
+
+
+def merged(base: dict, top: dict) -> dict:
+    """``top`` over ``base``: nested mappings merged, everything else replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

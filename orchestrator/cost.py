@@ -11,11 +11,12 @@ but their number is (2k per target), so the estimate counts them with a placehol
 from __future__ import annotations
 
 from orchestrator.config import SweepConfig
-from orchestrator.plan import Plan, plan_transfer
+from orchestrator.plan import Plan, head_units, plan_transfer
 from orchestrator.stages.embeddings import EmbedDomain, EmbedTask
 from orchestrator.stages.experts import TrainExpert
 from orchestrator.stages.heads import FitHeads
 from orchestrator.stages.transfer import FineTuneFromInit, FineTuneFromSource
+from tasks.spec import TaskSpec
 
 DEFAULT_THROUGHPUT = 2000.0  # ResNet-34 forward, 224 px, one modern GPU, mixed precision (an assumption)
 
@@ -28,11 +29,7 @@ def estimate(the_plan: Plan, config: SweepConfig) -> dict[str, float]:
         if isinstance(unit, TrainExpert):
             n = sum(tasks[t].n_train + tasks[t].n_test for t in unit.task_ids)
             out["experts"] += 3.0 * n * config.experts.epochs
-    for unit in the_plan.stages.get("heads", []):
-        assert isinstance(unit, FitHeads)
-        members = [tasks[t] for t in unit.task_ids]
-        shared = len({t.image_group for t in members}) == 1
-        out["heads"] += max(t.n_train + t.n_test for t in members) if shared else sum(t.n_train + t.n_test for t in members)
+    out["heads"] = heads_cost(the_plan.stages.get("heads", []), tasks)
     emb = config.embeddings
     for unit in the_plan.stages.get("embeddings", []):
         if isinstance(unit, EmbedTask):
@@ -49,6 +46,39 @@ def estimate(the_plan: Plan, config: SweepConfig) -> dict[str, float]:
             out[stage] += 3.0 * t.n_train * config.transfer.epochs + t.n_train + t.n_test
     out["distances"] = float(len(the_plan.tasks) ** 2 * len(the_plan.stages.get("distances", [])))
     return out
+
+
+def heads_cost(units: list, tasks: dict[str, TaskSpec]) -> float:
+    """Forward passes of the heads units: one per image of a unit's shared image group, else per task image."""
+    total = 0.0
+    for unit in units:
+        assert isinstance(unit, FitHeads)
+        members = [tasks[t] for t in unit.task_ids]
+        shared = len({t.image_group for t in members}) == 1
+        total += max(t.n_train + t.n_test for t in members) if shared else sum(t.n_train + t.n_test for t in members)
+    return total
+
+
+def counts(the_plan: Plan) -> list[str]:
+    """The plan's size: tasks, experts, (expert, task) pairs with a head, embedding rows (all methods)."""
+    heads = sum(len(u.task_ids) for u in the_plan.stages.get("heads", []))
+    embeddings = sum(1 if isinstance(u, EmbedTask) else len(u.task_ids) for u in the_plan.stages.get("embeddings", []))
+    return [f"tasks: {len(the_plan.tasks)}", f"experts: {len(the_plan.experts)}", f"head pairs: {heads}",
+            f"embeddings: {embeddings}"]
+
+
+def dense_vs_meta_tasks(the_plan: Plan, config: SweepConfig) -> tuple[float, float] | None:
+    """(heads-stage, whole-sweep) cost of dense heads (every expert on every task) over the meta-tasks' pairs
+    alone, other stages equal; None when the heads are an explicit list or there is no meta-task."""
+    if isinstance(config.heads.pairs, list) or not the_plan.meta_tasks:
+        return None
+    tasks = {t.task_id: t for t in the_plan.tasks}
+    heads = {mode: heads_cost([FitHeads("", e, chunk) for e, chunk in head_units(
+        config.model_copy(update={"heads": config.heads.model_copy(update={"pairs": mode})}),
+        the_plan.tasks, the_plan.experts, the_plan.meta_tasks)], tasks) for mode in ("all", "meta_tasks")}
+    cost = estimate(the_plan, config)
+    rest = sum(v for stage, v in cost.items() if stage not in ("heads", "distances"))
+    return heads["all"] / heads["meta_tasks"], (rest + heads["all"]) / (rest + heads["meta_tasks"])
 
 
 def transfer_stage_units(the_plan: Plan, config: SweepConfig, stage: str) -> list:
@@ -72,5 +102,11 @@ def describe(the_plan: Plan, config: SweepConfig, throughput: float = DEFAULT_TH
         total += hours
         note = "  (pairs chosen after the distances)" if stage == "transfer" and the_plan.transfer_deferred else ""
         lines.append(f"{stage:<13} {len(units):>7} {cost[stage]:>26,.0f} {hours:>10.2f}{note}")
-    lines += ["", f"total ≈ {total:.2f} GPU hours at {throughput:,.0f} images/s (an assumption: pass --throughput)"]
+    lines += ["", f"total ≈ {total:.2f} GPU hours at {throughput:,.0f} images/s (an assumption: pass --throughput)", ""]
+    lines += counts(the_plan)
+    ratio = dense_vs_meta_tasks(the_plan, config)
+    if ratio is not None:
+        lines.append(f"dense heads (every expert x every task) / the meta-tasks' pairs alone: heads stage {ratio[0]:.2f}x, "
+                     f"whole sweep {ratio[1]:.2f}x (heads.pairs: {config.heads.pairs})")
+    lines += [f"note: {n}" for n in the_plan.notes]
     return "\n".join(lines)

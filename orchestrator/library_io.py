@@ -17,7 +17,7 @@ import pyarrow as pa
 from orchestrator.store import ResultStore
 from tasks.config import LibraryConfig
 from tasks.library import Library, skips_table, tasks_from_table, tasks_table
-from tasks.spec import Skip, SourceLibrary
+from tasks.spec import Skip, SourceLibrary, TaskSpec
 from tasks.tables import IMAGES_SCHEMA, LABELS_SCHEMA, SKIPS_SCHEMA, TASKS_SCHEMA, with_version
 
 LIBRARY_TABLES = ("tasks", "images", "labels", "skips")
@@ -65,10 +65,20 @@ def load_library(store: ResultStore, run_id: str) -> Library:
             root=root,
             images=store.read_table(f"{run_id}/images/{name}.parquet"),
             labels=store.read_table(labels_key) if store.exists(labels_key) else None,
-            tasks=tasks_from_table(store.read_table(f"{run_id}/tasks/{name}.parquet")),
+            tasks=source_tasks(store, run_id, name),
             skips=[Skip(**row) for row in store.read_table(f"{run_id}/skips/{name}.parquet").to_pylist()],
         )
     return library
+
+
+def source_tasks(store: ResultStore, run_id: str, source: str) -> list[TaskSpec]:
+    return tasks_from_table(store.read_table(f"{run_id}/tasks/{source}.parquet"))
+
+
+def load_library_tasks(store: ResultStore, run_id: str) -> list[TaskSpec]:
+    """The run's library tasks in the order the sweep planned them (``Library.tasks``), without the images."""
+    roots = store.read_json(f"{run_id}/library.json")["roots"]
+    return [t for name in roots for t in source_tasks(store, run_id, name)]
 
 
 def _cast(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:

@@ -4,6 +4,10 @@ Stages run in this order: ``experts`` → ``heads`` and ``embeddings`` → ``dis
 ``transfer_init`` → ``transfer``. A unit's key covers its fields and a digest of the config sections it
 depends on, so changing (say) the heads' learning rate re-plans only heads units.
 
+Experts and heads may be chosen by rule (``experts.rules``, the meta-tasks of ``report.meta_tasks``,
+``heads.pairs: meta_tasks``); ``orchestrator/meta_tasks.py`` resolves the rules, the same way for the
+report.
+
 One exception to "planned up front": in ``transfer.mode: nearest`` the ``transfer`` units depend on the
 committed distances, so ``plan`` leaves that stage empty (``Plan.transfer_deferred``) and the sweep
 calls ``plan_transfer`` with the committed ``d_asym`` once the distances stage is done (still pure:
@@ -16,6 +20,7 @@ import random
 from dataclasses import dataclass, field
 
 from orchestrator.config import SweepConfig
+from orchestrator.meta_tasks import MetaTask, meta_task_trainings, resolve, rule_experts
 from orchestrator.stages.distances import ComputeDistances
 from orchestrator.stages.embeddings import EmbedDomain, EmbedTask
 from orchestrator.stages.experts import RegisterGeneric, TrainExpert, expert_id_for, generic_expert_id
@@ -36,6 +41,8 @@ class Plan:
     stages: dict[str, list[WorkUnit]] = field(default_factory=dict)
     transfer_deferred: bool = False  # transfer.mode nearest: call plan_transfer after the distances
     digests: dict[str, str] = field(default_factory=dict)
+    meta_tasks: list[MetaTask] = field(default_factory=list)  # report.meta_tasks resolved against this run
+    notes: list[str] = field(default_factory=list)  # where a rule found less than it asked for
 
     def counts(self) -> dict[str, int]:
         return {stage: len(self.stages.get(stage, [])) for stage in STAGES}
@@ -63,8 +70,10 @@ def select_tasks(config: SweepConfig, tasks: list[TaskSpec]) -> list[TaskSpec]:
     return chosen
 
 
-def expert_trainings(config: SweepConfig, tasks: list[TaskSpec]) -> dict[str, tuple[str, ...]]:
-    """Expert id → the task ids it is fine-tuned on (a task, or a group ``source:<name>``)."""
+def expert_trainings(config: SweepConfig, tasks: list[TaskSpec],
+                     notes: list[str] | None = None) -> dict[str, tuple[str, ...]]:
+    """Expert id → the task ids it is fine-tuned on: ``train_on`` and ``per_task`` (capped by
+    ``max_experts``), then ``experts.rules``, then the experts the meta-tasks add, then transfer sources."""
     by_id = {t.task_id: t for t in tasks}
     out: dict[str, tuple[str, ...]] = {}
     entries = list(config.experts.train_on)
@@ -87,6 +96,12 @@ def expert_trainings(config: SweepConfig, tasks: list[TaskSpec]) -> dict[str, tu
         out.setdefault(expert_id_for(entry), members)
     if config.experts.max_experts is not None:
         out = dict(list(out.items())[: config.experts.max_experts])
+    for rule in config.experts.rules:
+        for eid, members in rule_experts(rule, tasks, notes=notes).items():
+            out.setdefault(eid, members)
+    for meta in config.report.meta_tasks:
+        for eid, members in meta_task_trainings(meta, tasks, notes).items():
+            out.setdefault(eid, members)
     for source in sources_and_targets(config.transfer, tasks)[0]:  # transfer sources need their own expert
         out.setdefault(expert_id_for(source), (source,))
     return out
@@ -95,20 +110,23 @@ def expert_trainings(config: SweepConfig, tasks: list[TaskSpec]) -> dict[str, tu
 def plan(config: SweepConfig, library_tasks: list[TaskSpec]) -> Plan:
     """Every unit of the sweep, per stage."""
     tasks = select_tasks(config, library_tasks)
-    trainings = expert_trainings(config, tasks)
-    experts = ([generic_expert_id(config.embeddings.probe)] if config.experts.generic else []) + list(trainings)
+    notes: list[str] = []
+    trainings = expert_trainings(config, tasks, notes)
+    generic = generic_expert_id(config.embeddings.probe) if config.experts.generic else None
+    experts = ([generic] if generic else []) + list(trainings)
     if not experts:
         raise TaskSweepInputError("no experts: set experts.generic: true or name experts.train_on")
+    metas = [resolve(m, tasks, trainings, generic, notes) for m in config.report.meta_tasks]
     probe_digest = digest([config.embeddings.probe, str(config.embeddings.probe_weights), config.runtime.image_size])
     expert_digest = digest([probe_digest, config.experts.model_dump(mode="json")])
     heads_digest = digest([expert_digest, config.heads.model_dump(mode="json")])
     embed_digest = digest([probe_digest, config.embeddings.model_dump(mode="json")])
-    result = Plan(tasks=tasks, experts=experts)
+    result = Plan(tasks=tasks, experts=experts, meta_tasks=metas, notes=list(dict.fromkeys(notes)))
     result.stages["experts"] = [RegisterGeneric(probe_digest, e) for e in experts if e not in trainings] + [
         TrainExpert(expert_digest, eid, members) for eid, members in trainings.items()
     ]
     result.stages["heads"] = [
-        FitHeads(heads_digest, eid, chunk) for eid, chunk in head_units(config, tasks, experts)
+        FitHeads(heads_digest, eid, chunk) for eid, chunk in head_units(config, tasks, experts, metas)
     ]
     embeds: list[WorkUnit] = [EmbedTask(embed_digest, t.task_id, m) for m in config.embeddings.methods for t in tasks]
     if config.embeddings.domain:
@@ -162,11 +180,18 @@ def _check_nearest(config: SweepConfig) -> None:
         raise TaskSweepInputError("transfer.mode nearest ranks by d_asym: add asymmetric to distances.kinds")
 
 
-def head_units(config: SweepConfig, tasks: list[TaskSpec], experts: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+def head_units(config: SweepConfig, tasks: list[TaskSpec], experts: list[str],
+               metas: list[MetaTask]) -> list[tuple[str, tuple[str, ...]]]:
     """(expert, task chunk) pairs: tasks sharing one image group go together (one feature pass)."""
     pairs = config.heads.pairs
     if pairs == "all":
         wanted = {e: [t.task_id for t in tasks] for e in experts}
+    elif pairs == "meta_tasks":
+        chosen: dict[str, set[str]] = {e: set() for e in experts}
+        for meta in metas:
+            for e in meta.experts:
+                chosen[e].update(meta.tasks)
+        wanted = {e: [t.task_id for t in tasks if t.task_id in chosen[e]] for e in experts}
     else:
         known_tasks = {t.task_id for t in tasks}
         bad = [(e, t) for e, t in pairs if e not in experts or t not in known_tasks]

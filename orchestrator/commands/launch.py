@@ -8,6 +8,7 @@ import click
 
 from orchestrator.commands._common import results_options, setup_logging, user_errors
 from orchestrator.config import load_config
+from orchestrator.presets import load_preset, preset_names
 from orchestrator.store import open_store
 
 # The --mini preset: every stage on the mini datasets in a few minutes on a 2-core CPU.
@@ -25,6 +26,8 @@ MINI_PRESET = {
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Sweep config (YAML); see docs/sweep.md. Defaults cover everything else.")
 @click.option("--mini", is_flag=True, help="The quick preset on generated mini datasets (CPU, a few minutes).")
+@click.option("--preset", default=None, type=click.Choice(preset_names()),
+              help="A study design shipped with the package (docs/sweep.md); --config and flags override it.")
 @results_options
 @click.option("--run-id", default=None, help="Id of a new run (default: run-<UTC time>).")
 @click.option("--resume", "resume_id", default=None, metavar="RUN_ID", help="Finish an interrupted run.")
@@ -36,7 +39,7 @@ MINI_PRESET = {
               help="Images/s of one GPU for the --dry-run estimate.")
 @click.option("-v", "--verbose", is_flag=True)
 @user_errors
-def launch(config_file, mini, results, s3_endpoint, run_id, resume_id, address, runner, workers, dry_run,
+def launch(config_file, mini, preset, results, s3_endpoint, run_id, resume_id, address, runner, workers, dry_run,
            throughput, verbose) -> None:
     """Run the sweep: library → experts → heads → embeddings → distances (→ transfer), as Parquet under RESULTS/RUN_ID/."""
     from orchestrator.cost import describe
@@ -48,7 +51,7 @@ def launch(config_file, mini, results, s3_endpoint, run_id, resume_id, address, 
     runtime = {k: v for k, v in (("address", address), ("runner", runner), ("workers", workers)) if v is not None}
     if runtime:
         overrides["runtime"] = {**overrides.get("runtime", {}), **runtime}
-    config = load_config(config_file, overrides)
+    config = load_config(config_file, overrides, preset=load_preset(preset) if preset else None)
     if dry_run:
         from orchestrator.sweep import dataset_roots
         from tasks.library import build_library  # the library is built in memory only

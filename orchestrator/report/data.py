@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
 from orchestrator.config import MetaTaskConfig, SweepConfig
 from orchestrator.commit import RunRecorder
+from orchestrator.library_io import load_library_tasks
+from orchestrator.meta_tasks import MetaTask, resolve
+from orchestrator.plan import select_tasks
 from orchestrator.store import ResultStore
 from orchestrator.stages.distances import distance_matrices
 from orchestrator.transfer_report import TransferSummary, summarise_transfer
@@ -33,6 +36,7 @@ class RunData:
     d_tax: np.ndarray  # (T, T), NaN outside iNat/CUB
     embeddings: dict[str, np.ndarray]  # task -> Fisher embedding of the report's method
     transfer: TransferSummary | None = None  # D_ft pairs joined with distances (None: no transfer stage)
+    meta_tasks: dict[str, MetaTask] = field(default_factory=dict)  # report.meta_tasks resolved as the plan did
 
     def index(self, task: str) -> int:
         return self.tasks.index(task)
@@ -50,11 +54,12 @@ class RunData:
 
     def allowed(self, meta: MetaTaskConfig) -> tuple[np.ndarray, np.ndarray]:
         """Rows (tasks) of the meta-task and its (T_m, E) error matrix, excluded pairs as NaN."""
-        rows = np.array([i for i, t in enumerate(self.tasks) if meta.task_sources == "all" or self.source[t] in meta.task_sources])
+        resolved = self.meta_tasks[meta.name]
+        chosen, candidates = set(resolved.tasks), set(resolved.experts)
+        rows = np.array([i for i, t in enumerate(self.tasks) if t in chosen], dtype=int)
         if len(rows) == 0:
             raise TaskSweepInputError(f"meta-task {meta.name!r}: no task of {meta.task_sources} has heads in this run")
-        cols = np.array([e == self.generic or meta.expert_sources == "all"
-                         or all(self.source.get(t) in meta.expert_sources for t in self.expert_tasks[e]) for e in self.experts])
+        cols = np.array([e in candidates for e in self.experts])
         errors = self.errors[rows].copy()
         errors[:, ~cols] = np.nan
         for r, i in enumerate(rows):  # an expert fine-tuned on exactly this task is not a candidate for it
@@ -110,6 +115,17 @@ def load_run(store: ResultStore, run_id: str, config: SweepConfig | None = None)
     source = dict(zip(ids, tasks_table["source"].to_pylist()))
     group = {t: task_group(t, path) for t, path in zip(ids, tasks_table["taxonomy"].to_pylist())}
     transfer = recorder.read_committed("transfer", stage="transfer")
-    return RunData(config, tasks, source, group, names, generic, {e["expert_id"]: list(e["task_ids"]) for e in experts},
+    expert_tasks = {e["expert_id"]: list(e["task_ids"]) for e in experts}
+    return RunData(config, tasks, source, group, names, generic, expert_tasks,
                    errors, scores, d["d_sym"], d["d_asym"], d["d_tax"], embeddings,
-                   None if transfer is None else summarise_transfer(transfer, tasks, d["d_sym"], d["d_asym"]))
+                   None if transfer is None else summarise_transfer(transfer, tasks, d["d_sym"], d["d_asym"]),
+                   resolve_meta_tasks(store, run_id, config, expert_tasks, generic))
+
+
+def resolve_meta_tasks(store: ResultStore, run_id: str, config: SweepConfig, expert_tasks: dict[str, list[str]],
+                       generic: str | None) -> dict[str, MetaTask]:
+    """The report's meta-tasks resolved exactly as the plan resolved them: on the run's selected tasks, in
+    the library's order (seeded picks and ``tasks.sample`` then choose the same tasks)."""
+    selected = select_tasks(config, load_library_tasks(store, run_id))
+    trainings = {e: members for e, members in expert_tasks.items() if e != generic}
+    return {m.name: resolve(m, selected, trainings, generic) for m in config.report.meta_tasks}

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from experts.features import extract_features
-from experts.heads import HeadSpec, HeadTrainConfig, train_heads
+from experts.heads import HeadSpec, train_heads
 from experts.transferability import all_scores
 from orchestrator.schemas import HEADS_SCHEMA, versioned
 from orchestrator.units import WorkUnit
@@ -48,9 +48,7 @@ class FitHeads(WorkUnit):
                 positions[split] = np.searchsorted(union, idx)
                 targets[positions[split]] = y
             specs.append(HeadSpec(t.task_id, targets, positions["train"], positions["test"], t.n_classes))
-        cfg = ctx.config.heads
-        results = train_heads(features, specs, config=HeadTrainConfig(epochs=cfg.epochs, lr=cfg.lr,
-                              weight_decay=cfg.weight_decay, seed=cfg.seed), device=ctx.device)
+        results = train_heads(features, specs, config=ctx.config.heads.train_config(), device=ctx.device)
         pretrained = ctx.probe.info.pretrained
         scores = _transferability(features.numpy(), specs, ctx.expert_classifier(self.expert_id))
         out = [

@@ -142,6 +142,26 @@ def test_report_reads_committed_parts_only(report_run, tmp_path) -> None:
     np.testing.assert_array_equal(got.errors, want.errors)
 
 
+def test_meta_tasks_picked_by_rule_are_the_ones_the_plan_picked(report_run, mini_library) -> None:
+    from orchestrator.plan import plan
+    from orchestrator.report.data import load_run
+
+    root, run_id = report_run
+    store = open_store(str(root))
+    cfg = load_run(store, run_id).config.model_dump(mode="json")
+    cfg["report"]["meta_tasks"] = [{"name": "picked", "task_sources": ["inat2018", "cub200"], "tasks": 4, "seed": 5,
+                                    "experts": [{"by": "task", "sources": ["cub200"]}]}]
+    config = SweepConfig.model_validate(cfg)
+    data = load_run(store, run_id, config)
+    planned = plan(config, mini_library.tasks).meta_tasks[0]  # the plan of this config (more cub experts)
+    rows, errors = data.allowed(config.report.meta_tasks[0])
+    assert sorted(data.tasks[i] for i in rows) == sorted(planned.tasks) and len(rows) == 4
+    candidates = [e for e in planned.experts if e in data.experts]  # the run trained 2 of the 3 cub experts
+    assert data.meta_tasks["picked"].experts == tuple(candidates) and len(candidates) == 3
+    others = [j for j, e in enumerate(data.experts) if e not in candidates]
+    assert others and np.isnan(errors[:, others]).all()
+
+
 class _CountingStore:
     """Counts the store calls that become S3 requests (GETs, HEADs, listings) while ``load_run`` runs."""
 
@@ -172,8 +192,9 @@ def test_load_run_reads_manifests_not_markers(report_run) -> None:
     assert data.errors.shape == (8, 5)
     assert not [k for k in count.reads if "/_done/" in k], "a marker was read one GET at a time"
     assert count.lists == [f"{run_id}/tasks"]  # the library's table; committed tables come from manifests
-    # run.json (look-up + read), five manifests (transfer's: none, this run has no transfer stage), the parts
-    assert len(count.reads) <= 2 + 5 + len(parts) + 1
+    assert sorted(k for k in count.reads if k in parts) == sorted(parts)  # each committed part read once
+    # besides: run.json (look-up + read), the stages' manifests, the library's tasks
+    assert len([k for k in count.reads if k not in parts]) <= 16
 
 
 def test_an_incomplete_stage_is_read_with_two_listings(report_run, tmp_path) -> None:

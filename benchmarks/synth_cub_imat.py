@@ -18,13 +18,16 @@ import numpy as np
 CUB_SPELLINGS = {"Arctic_Tern": "Artic_Tern", "Green_Violet_ear": "Green_Violetear"}  # taxonomy's -> CUB's
 
 
-def write_cub_manifests(root: Path, *, seed: int = 0) -> None:
-    """``root/CUB_200_2011/{images,classes,image_class_labels,train_test_split}.txt``, real class list."""
+def write_cub_manifests(root: Path, *, seed: int = 0, n_images: int = 11_788) -> None:
+    """``root/CUB_200_2011/{images,classes,image_class_labels,train_test_split}.txt``, real class list.
+
+    ``n_images`` below the real count keeps every class (two images at least)."""
     rng = np.random.default_rng(seed)
     text = resources.files("tasks").joinpath("data/cub200_taxonomy.tsv").read_text(encoding="utf-8")
     species = [(int(r["class_id"]), r["species"]) for r in csv.DictReader(text.splitlines(), delimiter="\t")]
-    per_class = np.full(len(species), 11_788 // len(species))
-    per_class[: 11_788 - per_class.sum()] += 1
+    n_images = max(n_images, 2 * len(species))
+    per_class = np.full(len(species), n_images // len(species))
+    per_class[: n_images - per_class.sum()] += 1
     cub = Path(root) / "CUB_200_2011"
     cub.mkdir(parents=True, exist_ok=True)
     images, labels, split, classes = [], [], [], []

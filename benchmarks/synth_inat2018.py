@@ -40,20 +40,40 @@ def read_orders_tsv() -> list[dict[str, str]]:
 def train_images_per_order(n_species: np.ndarray, total: int = N_TRAIN) -> np.ndarray:
     """Image counts that fall strictly with the order's index, give each species one or more, and sum to ``total``."""
     weights = 1.0 / np.arange(1, len(n_species) + 1) ** 1.1
-    counts = np.maximum(np.floor(weights / weights.sum() * total * 0.85).astype(np.int64), n_species)
-    for i in range(len(counts) - 2, -1, -1):
-        counts[i] = max(counts[i], counts[i + 1] + 1)
+    counts = _falling(np.maximum(np.floor(weights / weights.sum() * total * 0.85).astype(np.int64), n_species))
     assert counts.sum() <= total, "the synthetic image budget is too small for the species counts"
     counts[0] += total - counts.sum()
     return counts
 
 
-def write_inat2018_manifests(root: Path, *, seed: int = 0) -> None:
-    """Write iNat2018-sized ``train2018.json``, ``val2018.json`` and ``categories.json`` under ``root``."""
+def _falling(counts: np.ndarray) -> np.ndarray:
+    """Raise ``counts`` (in place) just enough to fall strictly with the index."""
+    for i in range(len(counts) - 2, -1, -1):
+        counts[i] = max(counts[i], counts[i + 1] + 1)
+    return counts
+
+
+def few_train_images_per_order(n_species: np.ndarray, total: int) -> np.ndarray:
+    """Like ``train_images_per_order`` for a small ``total``: each order first gets the fewest images that
+    keep one per species and the strict fall with the index (39,498 in all), then the rest by weight."""
+    counts = _falling(n_species.copy())
+    weights = 1.0 / np.arange(1, len(n_species) + 1) ** 1.1
+    counts += np.floor(weights / weights.sum() * max(0, total - counts.sum())).astype(np.int64)
+    return counts
+
+
+def write_inat2018_manifests(root: Path, *, seed: int = 0, n_train: int = N_TRAIN,
+                             val_per_species: int = VAL_PER_SPECIES) -> None:
+    """Write iNat2018-sized ``train2018.json``, ``val2018.json`` and ``categories.json`` under ``root``.
+
+    ``n_train`` below the real count keeps every species and the order ranking
+    (``few_train_images_per_order``: 39,498 images at least); ``val_per_species`` likewise.
+    """
     rng = np.random.default_rng(seed)
     orders = read_orders_tsv()
     n_species = np.array([int(r["n_species"]) for r in orders])
-    per_order = train_images_per_order(n_species)
+    per_order = (train_images_per_order(n_species) if n_train >= N_TRAIN
+                 else few_train_images_per_order(n_species, n_train))
 
     categories, obfuscated, supercat, train_per_species = [], [], [], []
     for k, (row, n, n_img) in enumerate(zip(orders, n_species, per_order)):
@@ -72,7 +92,7 @@ def write_inat2018_manifests(root: Path, *, seed: int = 0) -> None:
     n_cat = len(categories)
 
     train_cat = rng.permutation(np.repeat(np.arange(n_cat), per_species))
-    val_cat = rng.permutation(np.repeat(np.arange(n_cat), VAL_PER_SPECIES))
+    val_cat = rng.permutation(np.repeat(np.arange(n_cat), val_per_species))
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     _write_split(root / "train2018.json", train_cat, first_id=0, supercat=supercat, cats=obfuscated, rng=rng)

@@ -91,7 +91,11 @@ class EmbeddingsConfig(_Section):
     methods: list[Literal["montecarlo", "montecarlo_exact", "variational"]] = Field(default_factory=lambda: ["montecarlo"])
     domain: bool = True
     max_samples: int = Field(10_000, ge=1)
-    fisher_samples: int | None = Field(None, ge=1, description="Fisher draws; default: max_samples")
+    fisher_samples: int | None = Field(None, ge=1, description="Fisher draws; default: Task2VecConfig's (2,560)")
+    head_solver: Literal["sampled", "full_batch"] = Field(
+        "full_batch", description="linear head: full_batch (deterministic) or sampled (the reference's draws)")
+    fisher_sampling: Literal["replacement", "stratified"] = Field(
+        "stratified", description="Fisher draws: stratified (each image in turn) or replacement (the reference's)")
     head_epochs: int = Field(10, ge=1, le=1000)
     batch_size: int = Field(64, ge=1, le=4096)
     seed: int = 0
@@ -99,7 +103,8 @@ class EmbeddingsConfig(_Section):
     def task2vec_config(self) -> Task2VecConfig:
         """The Task2Vec settings every task of the run is embedded with (and ``recommend`` embeds with)."""
         return Task2VecConfig(max_samples=self.max_samples, batch_size=self.batch_size, head_epochs=self.head_epochs,
-                              fisher_samples=self.fisher_samples or self.max_samples)
+                              fisher_samples=self.fisher_samples or Task2VecConfig.fisher_samples,
+                              head_solver=self.head_solver, fisher_sampling=self.fisher_sampling)
 
     @field_validator("methods")
     @classmethod

@@ -36,7 +36,7 @@ def estimate(the_plan: Plan, config: SweepConfig) -> dict[str, float]:
     emb = config.embeddings
     for unit in the_plan.stages.get("embeddings", []):
         if isinstance(unit, EmbedTask):
-            fisher = emb.fisher_samples or emb.max_samples
+            fisher = emb.task2vec_config().fisher_samples
             epochs = 2 if unit.method == "variational" else 1
             out["embeddings"] += min(tasks[unit.task_id].n_train, emb.max_samples) + 3.0 * fisher * epochs
         elif isinstance(unit, EmbedDomain):

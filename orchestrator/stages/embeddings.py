@@ -21,13 +21,14 @@ from orchestrator.units import WorkUnit
 from tasks.library import task_rows
 
 
-def embedding_row(ctx, task_id: str, method: str, vector: np.ndarray, scale: np.ndarray, n_samples: int) -> dict:
+def embedding_row(ctx, task_id: str, method: str, vector: np.ndarray, scale: np.ndarray, n_samples: int,
+                  noise: float | None = None) -> dict:
     info = ctx.probe.info
     return {
         "run_id": ctx.run_id, "task_id": task_id, "probe": info.name, "method": method,
         "pretrained": info.pretrained, "n_samples": int(n_samples), "seed": ctx.config.embeddings.seed,
         "dim": len(vector), "embedding": np.asarray(vector, dtype=np.float32), "scale": np.asarray(scale, dtype=np.float32),
-        "warnings": ctx.probe_warnings(),
+        "warnings": ctx.probe_warnings(), "noise": noise,
     }
 
 
@@ -55,7 +56,7 @@ class EmbedTask(WorkUnit):
         config = cfg.task2vec_config()
         emb = embed_task(ctx.dataset(task, "train", train_transform=True), ctx.probe, method=self.method,
                          config=config, device=ctx.device, seed=cfg.seed)
-        row = embedding_row(ctx, self.task_id, self.method, emb.hessian, emb.scale, emb.n_samples)
+        row = embedding_row(ctx, self.task_id, self.method, emb.hessian, emb.scale, emb.n_samples, emb.noise)
         return {"embeddings": _table([row])}
 
 

@@ -217,6 +217,23 @@ def embed_task(
                          probe.info.name, probe.info.pretrained, len(labels), seed, meta, noise=result.noise)
 
 
+class _one_cpu_thread:
+    """On CPU, run the head's 1,560 tiny steps on one thread: each is far below what threads pay for, and
+    on a loaded machine a thread barrier per op turned a 1.6 ms step into 62 ms (benchmarks/results/task2vec.md)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.active = device.type == "cpu"
+
+    def __enter__(self) -> None:
+        if self.active:
+            self.threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            torch.set_num_threads(self.threads)
+
+
 def fit_head(
     head: nn.Linear, features: torch.Tensor, labels: torch.Tensor, *, config: Task2VecConfig,
     generator: torch.Generator, progress: Progress | None = None,
@@ -235,7 +252,7 @@ def fit_head(
     weights = weights / weights.sum()
     if progress:
         progress("head", 0, total)
-    with torch.enable_grad():
+    with torch.enable_grad(), _one_cpu_thread(features.device):
         for epoch in range(config.head_epochs):
             if config.head_solver == "sampled":
                 idx = class_balanced_draws(np_labels, steps * config.batch_size, generator)

@@ -75,7 +75,7 @@ def _reference_loader(dataset: Dataset, labels: list[int], num_samples: int = 10
     return DataLoader(dataset, sampler=sampler, batch_size=64, num_workers=0, drop_last=True)
 
 
-def reference_embed(dataset: SyntheticTask, probe: Probe, *, seed: int, max_samples: int = 10_000) -> np.ndarray:
+def reference_embed(dataset: Dataset, probe: Probe, *, seed: int, max_samples: int = 10_000) -> np.ndarray:
     torch.manual_seed(seed)
     model = copy.deepcopy(probe)
     model.classifier = nn.Linear(probe.info.feature_dim, len(set(dataset.targets)))  # torch default init

@@ -126,6 +126,32 @@ def symmetric_rowwise(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
+def noise_floor(noise: np.ndarray, other: np.ndarray | None = None) -> np.ndarray:
+    """``(N, M)`` d_sym that estimator noise alone gives between rows: ``(noise[i] + other[j]) / 2``.
+
+    ``noise[i]`` is embedding i's own estimate of its distance to an independent run of the same task
+    (``TaskEmbedding.noise``: the seed-to-seed d_sym). For small noise d_sym adds the two vectors'
+    relative variances, so two runs of one task with noise levels n_a and n_b lie (n_a + n_b) / 2
+    apart on average. NaN where either estimate is missing. ``other=None``: ``noise`` against itself.
+    """
+    a = np.asarray(noise, dtype=np.float64)
+    b = a if other is None else np.asarray(other, dtype=np.float64)
+    return (a[:, None] + b[None, :]) / 2.0
+
+
+def above_noise_floor(d_sym: np.ndarray, floor: np.ndarray, factor: float = 2.0) -> np.ndarray:
+    """Which distances stand above their noise floor: ``d_sym > factor * floor`` (element-wise, bool).
+
+    ``factor`` leaves room for the spread of the noise itself (a single seed-to-seed d_sym ranges over
+    about 0.5x-1.6x its mean in benchmarks/bench_task2vec_noise.py); 2 calls a distance real only when
+    two runs of one task would rarely be that far apart. False where either value is NaN (no estimate:
+    nothing can be claimed), so report both ``floor`` and this mask.
+    """
+    d, f = np.broadcast_arrays(np.asarray(d_sym, dtype=np.float64), np.asarray(floor, dtype=np.float64))
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isnan(d) | np.isnan(f), False, d > factor * f)
+
+
 @register_distance("asymmetric")
 def asymmetric(
     X: np.ndarray,

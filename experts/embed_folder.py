@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from experts.backbones import create_backbone
-from experts.task2vec import Task2VecConfig, TaskEmbedding, embed_task
+from experts.task2vec import Progress, Task2VecConfig, TaskEmbedding, embed_task
 from tasks.errors import TaskSweepInputError
 from tasks.transforms import TrainTransform
 
@@ -87,6 +87,7 @@ def embed_image_folder(
     device: str = "cpu",
     image_size: int = 224,
     config: Task2VecConfig | None = None,
+    progress: Progress | None = None,
 ) -> TaskEmbedding:
     """Task2Vec embedding of the image folder at ``path``.
 
@@ -100,7 +101,9 @@ def embed_image_folder(
         max_samples: at most this many images feed the head (``Task2VecConfig.max_samples``).
         device: ``cpu``, ``cuda``, ``cuda:1``, ...
         image_size: side of the random crop (``tasks.transforms``).
-        config: other settings (defaults: the reference's); ``max_samples`` overrides its field.
+        config: other settings (``Task2VecConfig()``; ``REFERENCE`` for the reference's); ``max_samples``
+            overrides its field.
+        progress: ``progress(phase, done, total)``, see ``embed_task``.
 
     Raises:
         TaskSweepInputError: bad folder layout or image, naming the path.
@@ -109,6 +112,6 @@ def embed_image_folder(
     dataset = ImageFolderTask(path, TrainTransform(image_size))
     net = create_backbone(probe, weights=probe_weights, num_classes=len(dataset.classes), seed=seed)
     config = replace(config or Task2VecConfig(), max_samples=max_samples)
-    emb = embed_task(dataset, net, method=method, config=config, device=device, seed=seed)
+    emb = embed_task(dataset, net, method=method, config=config, device=device, seed=seed, progress=progress)
     emb.meta.update(folder=str(Path(path).resolve()), classes=dataset.classes, image_size=image_size)
     return emb

@@ -27,6 +27,14 @@ are ill-defined when batch-norm couples the samples, so ``bn_mode="train"`` is r
 therefore ``batch_size`` x ``montecarlo`` with ``bn_mode="batch_detached"`` (64.0 +- 1 per layer
 on ResNet-18), and its shape differs from the reference's train-mode estimate (benchmark: d_sym
 0.155, more than between two tasks): never mix the two.
+
+Noise estimate (both estimators): the draws are split into two independent halves by batch
+parity (even and odd batches), each half's embedding is formed, and ``split_noise`` turns their
+d_sym into the expected d_sym between this run and an independent run at the full budget: for
+small noise d_sym grows with the variance of the relative error, which halves when the draws
+double, and two halves differ by the noise of two half-budget estimates, so the seed-to-seed
+d_sym at the full budget is d_sym(half, half) / 2 (validated against measured seed-to-seed
+noise in benchmarks/bench_task2vec_noise.py). Cost: one more set of per-filter sums, nothing else.
 """
 
 from __future__ import annotations
@@ -40,11 +48,12 @@ from torch.nn import functional as F
 from torch.nn.grad import conv2d_weight
 
 from experts.backbones import Probe
+from experts.distances import symmetric_rowwise
 from experts.task2vec import FisherData, FisherResult, Task2VecConfig, norm_mode, register_estimator
 
 __all__ = [
     "conv_per_sample_sq_norms", "exact_fisher", "exact_step", "filter_means", "montecarlo_fisher", "montecarlo_step",
-    "per_sample_sq_norms", "sample_targets",
+    "per_sample_sq_norms", "sample_targets", "split_noise",
 ]
 
 
@@ -77,23 +86,52 @@ def _covered(probe: Probe, start: int) -> list[nn.Module]:
     return [m for _, m in probe.fisher_modules() if start == 0 or probe.stage_of(m) >= start]
 
 
+def split_noise(half_a: np.ndarray, half_b: np.ndarray) -> float | None:
+    """Expected seed-to-seed d_sym at the full budget from two independent half-budget estimates."""
+    keep = ~(np.isnan(half_a) | np.isnan(half_b))
+    if not keep.any() or not (half_a[keep].any() and half_b[keep].any()):
+        return None
+    return float(symmetric_rowwise(half_a[keep][None], half_b[keep][None])[0]) / 2.0
+
+
+class _HalfSums:
+    """Per-filter sums of squared gradients, kept separately for even and odd batches."""
+
+    def __init__(self, modules: list[nn.Module]) -> None:
+        self.modules = modules
+        self.sums = [[torch.zeros(m.weight.shape[0], dtype=torch.float64, device=m.weight.device) for m in modules]
+                     for _ in range(2)]
+        self.counts = [0, 0]
+
+    def add(self, batch: int, batch_sums: list[torch.Tensor], count: int) -> None:
+        for s, b in zip(self.sums[batch % 2], batch_sums):
+            s += b
+        self.counts[batch % 2] += count
+
+    def result(self, probe: Probe, meta: dict) -> FisherResult:
+        total = [a + b for a, b in zip(*self.sums)]
+        hessian = _embedding(probe, self.modules, filter_means(total, self.modules, sum(self.counts)))
+        noise = None
+        if min(self.counts) > 0:
+            halves = [_embedding(probe, self.modules, filter_means(s, self.modules, c))
+                      for s, c in zip(self.sums, self.counts)]
+            noise = split_noise(*halves)
+        return FisherResult(hessian, np.ones_like(hessian), meta, noise)
+
+
 @register_estimator("montecarlo")
 def montecarlo_fisher(probe: Probe, data: FisherData, config: Task2VecConfig, gen: torch.Generator) -> FisherResult:
     """The reference's batch-gradient Monte-Carlo Fisher (see the module docstring)."""
-    modules = _covered(probe, data.start)
-    sums = [torch.zeros(m.weight.shape[0], dtype=torch.float64, device=m.weight.device) for m in modules]
+    acc = _HalfSums(_covered(probe, data.start))
     k = config.targets_per_forward
     steps_wanted = data.samples // data.batch_size
     steps = 0
     with norm_mode(probe, config.bn_mode):
-        for x, _ in data.epoch(math.ceil(steps_wanted / k)):
+        for batch, (x, _) in enumerate(data.epoch(math.ceil(steps_wanted / k))):
             draws = min(k, steps_wanted - steps)
-            for s, batch_sum in zip(sums, montecarlo_step(probe, x, modules, draws, gen, start=data.start)):
-                s += batch_sum
+            acc.add(batch, montecarlo_step(probe, x, acc.modules, draws, gen, start=data.start), draws)
             steps += draws
-    hessian = _embedding(probe, modules, filter_means(sums, modules, steps))
-    return FisherResult(hessian, np.ones_like(hessian), {"bn_mode": config.bn_mode, "fisher_steps": steps,
-                                                         "targets_per_forward": k})
+    return acc.result(probe, {"bn_mode": config.bn_mode, "fisher_steps": steps, "targets_per_forward": k})
 
 
 def montecarlo_step(probe: Probe, x: torch.Tensor, modules: list[nn.Module], draws: int, gen: torch.Generator,
@@ -115,17 +153,12 @@ def montecarlo_step(probe: Probe, x: torch.Tensor, modules: list[nn.Module], dra
 @register_estimator("montecarlo_exact")
 def exact_fisher(probe: Probe, data: FisherData, config: Task2VecConfig, gen: torch.Generator) -> FisherResult:
     """Exact per-sample diagonal Fisher, one target draw per sample (see the module docstring)."""
-    modules = _covered(probe, data.start)
+    acc = _HalfSums(_covered(probe, data.start))
     mode = "batch_detached" if config.bn_mode == "train" else config.bn_mode
-    sums = [torch.zeros(m.weight.shape[0], dtype=torch.float64, device=m.weight.device) for m in modules]
-    seen = 0
-    with norm_mode(probe, mode), _Capture(modules) as cap:
-        for x, _ in data.epoch():
-            for s, batch_sum in zip(sums, exact_step(probe, x, cap, gen, start=data.start)):
-                s += batch_sum
-            seen += x.shape[0]
-    hessian = _embedding(probe, modules, filter_means(sums, modules, seen))
-    return FisherResult(hessian, np.ones_like(hessian), {"bn_mode": mode, "fisher_samples_seen": seen})
+    with norm_mode(probe, mode), _Capture(acc.modules) as cap:
+        for batch, (x, _) in enumerate(data.epoch()):
+            acc.add(batch, exact_step(probe, x, cap, gen, start=data.start), x.shape[0])
+    return acc.result(probe, {"bn_mode": mode, "fisher_samples_seen": sum(acc.counts)})
 
 
 def exact_step(probe: Probe, x: torch.Tensor, cap: "_Capture", gen: torch.Generator,

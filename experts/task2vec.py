@@ -30,7 +30,7 @@ import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -41,19 +41,24 @@ from torch.utils.data import Dataset
 from experts.backbones import Probe
 from experts.precision import autocast, autocast_forward, check_precision
 from experts.task2vec_data import (
-    BnMode, FisherData, cache_features, class_balanced_draws, dataset_labels, fisher_data, norm_mode,
+    BnMode, FisherData, Progress, cache_features, class_balanced_draws, dataset_labels, fisher_data, norm_mode,
 )
 from tasks.errors import TaskSweepInputError
 
 __all__ = [
-    "BnMode", "FisherData", "FisherResult", "TaskEmbedding", "Task2VecConfig", "dataset_labels", "embed_task",
-    "fit_head", "get_estimator", "list_methods", "norm_mode", "register_estimator",
+    "BnMode", "FisherData", "FisherResult", "HeadSolver", "Progress", "REFERENCE", "TaskEmbedding", "Task2VecConfig",
+    "dataset_labels", "embed_task", "fit_head", "get_estimator", "list_methods", "norm_mode", "register_estimator",
 ]
+
+HeadSolver = Literal["sampled", "full_batch"]
+
 
 
 @dataclass(frozen=True)
 class Task2VecConfig:
-    """Settings; defaults are the reference's (awslabs/aws-cv-task2vec)."""
+    """Settings. ``REFERENCE`` (below) is the reference's (awslabs/aws-cv-task2vec) exactly; the defaults
+    differ in three fields, chosen by the end-to-end benchmark (docs/task2vec.md, "Defaults"):
+    ``head_solver="full_batch"``, ``fisher_sampling="stratified"`` and a smaller ``fisher_samples``."""
 
     max_samples: int = 10_000  # images whose features train the head (and, with skip_layers, feed the Fisher)
     batch_size: int = 64
@@ -61,7 +66,13 @@ class Task2VecConfig:
     head_samples_per_epoch: int = 10_000  # class-balanced draws with replacement per head "epoch"
     head_lr: float = 4e-4
     head_wd: float = 1e-4
-    fisher_samples: int = 10_000  # class-balanced draws per Fisher epoch (156 batches of 64)
+    # sampled: Adam on class-balanced draws (reference); full_batch: the same Adam steps on the
+    # class-weighted loss over every cached feature (the draws' expectation, deterministic)
+    head_solver: HeadSolver = "full_batch"
+    fisher_samples: int = 2_560  # class-balanced draws for the Fisher (reference: 10,000 = 156 batches of 64)
+    # replacement: independent class-balanced draws (reference); stratified: every class equally
+    # often, each class's images in turn (without replacement, reshuffled per pass), batches shuffled
+    fisher_sampling: Literal["replacement", "stratified"] = "stratified"
     bn_mode: BnMode = "train"  # batch-norm statistics: batch (with gradient) / batch (constant) / running
     skip_layers: int = 0  # stages run once and cached; their filters are NaN in the embedding
     targets_per_forward: int = 1  # montecarlo: target draws (backward passes) per forward; budget counts draws
@@ -76,6 +87,10 @@ class Task2VecConfig:
     def __post_init__(self) -> None:
         if check_precision(self.precision) == "fp16":
             raise ValueError("precision fp16 would underflow the Fisher's squared gradients: use bf16 or fp32")
+        if self.head_solver not in ("sampled", "full_batch"):
+            raise ValueError(f"head_solver must be sampled or full_batch, not {self.head_solver!r}")
+        if self.fisher_sampling not in ("replacement", "stratified"):
+            raise ValueError(f"fisher_sampling must be replacement or stratified, not {self.fisher_sampling!r}")
         if self.bn_mode not in ("train", "batch_detached", "eval"):
             raise ValueError(f"bn_mode must be train, batch_detached or eval, not {self.bn_mode!r}")
         positive = ("max_samples", "batch_size", "fisher_samples", "targets_per_forward", "head_samples_per_epoch")
@@ -88,9 +103,18 @@ class Task2VecConfig:
             raise ValueError("skip_layers must be >= 0")
 
 
+REFERENCE = Task2VecConfig(head_solver="sampled", fisher_samples=10_000, fisher_sampling="replacement")
+"""The reference's settings exactly (its ``Task2Vec.embed`` defaults), for those who need its numbers."""
+
+
 @dataclass
 class TaskEmbedding:
-    """One task's embedding. ``n_samples`` is the number of images in the task's dataset."""
+    """One task's embedding. ``n_samples`` is the number of images in the task's dataset.
+
+    ``noise``: the estimated d_sym between this embedding and an independent run of the same
+    estimator on the same task (another seed), from two independent halves of this run's Fisher
+    draws (``experts.fisher.split_noise``); None where the estimator gives none.
+    """
 
     hessian: np.ndarray  # float32, one value per filter, network order
     scale: np.ndarray  # float32, same length (ones for the Monte-Carlo estimators)
@@ -100,6 +124,7 @@ class TaskEmbedding:
     n_samples: int
     seed: int
     meta: dict[str, Any] = field(default_factory=dict)
+    noise: float | None = None
 
 
 @dataclass
@@ -107,6 +132,7 @@ class FisherResult:
     hessian: np.ndarray
     scale: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    noise: float | None = None
 
 
 Estimator = Callable[[Probe, FisherData, Task2VecConfig, torch.Generator], FisherResult]
@@ -149,10 +175,13 @@ def embed_task(
     config: Task2VecConfig | None = None,
     device: str | torch.device = "cpu",
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> TaskEmbedding:
     """Task2Vec embedding of ``dataset`` (items ``(image_tensor, int_label)``) with ``probe``.
 
     The probe is not modified. Raises ``TaskSweepInputError`` for fewer than 2 classes or images.
+    ``progress(phase, done, total)`` is called as work advances: phase ``features`` (batches),
+    ``head`` (optimiser steps), ``fisher`` (batches); ``done == total`` ends a phase.
     """
     config = config or Task2VecConfig()
     if method == "domain":  # no head, no Fisher: the mean penultimate activation
@@ -179,14 +208,15 @@ def embed_task(
             net = net.to(memory_format=torch.channels_last)
         clock = time.perf_counter()
         with autocast(device, config.precision):
-            feats, pool_labels, pool = cache_features(net, dataset, labels, config, device, data_gen)
+            feats, pool_labels, pool = cache_features(net, dataset, labels, config, device, data_gen, progress)
         if config.precision != "fp32":  # the head and the Fisher's inputs in the probe's dtype
             dtype = net.classifier.weight.dtype
             feats, pool = feats.to(dtype), (None if pool is None else pool.to(dtype))
         seconds["cache"] = time.perf_counter() - clock
-        fit_head(net.classifier, feats, torch.as_tensor(pool_labels, device=device), config=config, generator=data_gen)
+        fit_head(net.classifier, feats, torch.as_tensor(pool_labels, device=device), config=config, generator=data_gen,
+                 progress=progress)
         seconds["head"] = time.perf_counter() - clock - seconds["cache"]
-        data = fisher_data(dataset, labels, pool, pool_labels, config, device, data_gen)
+        data = fisher_data(dataset, labels, pool, pool_labels, config, device, data_gen, progress)
         with autocast_forward(net, device, config.precision):  # forwards mixed, gradients' squares float32
             result = estimator(net, data, config, draw_gen)
         seconds["fisher"] = time.perf_counter() - clock - seconds["cache"] - seconds["head"]
@@ -194,25 +224,57 @@ def embed_task(
             "config": dataclasses.asdict(config), "device": str(device), "precision": config.precision,
             "seconds": seconds, **result.meta}
     return TaskEmbedding(result.hessian.astype(np.float32), result.scale.astype(np.float32), method,
-                         probe.info.name, probe.info.pretrained, len(labels), seed, meta)
+                         probe.info.name, probe.info.pretrained, len(labels), seed, meta, noise=result.noise)
+
+
+class _one_cpu_thread:
+    """On CPU, run the head's 1,560 tiny steps on one thread: each is far below what threads pay for, and
+    on a loaded machine a thread barrier per op turned a 1.6 ms step into 62 ms (benchmarks/results/task2vec.md)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.active = device.type == "cpu"
+
+    def __enter__(self) -> None:
+        if self.active:
+            self.threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            torch.set_num_threads(self.threads)
 
 
 def fit_head(
     head: nn.Linear, features: torch.Tensor, labels: torch.Tensor, *, config: Task2VecConfig,
-    generator: torch.Generator,
+    generator: torch.Generator, progress: Progress | None = None,
 ) -> None:
-    """Train ``head`` in place on cached features: Adam, class-balanced batches (reference defaults)."""
+    """Train ``head`` in place on cached features with Adam (lr, weight decay and step count: the reference's).
+
+    ``sampled``: each step on a batch of class-balanced draws with replacement (the reference).
+    ``full_batch``: each step on the class-weighted loss over all features, i.e. the expectation of
+    the sampled loss: deterministic, so the head adds no seed-to-seed noise to the embedding.
+    """
     opt = torch.optim.Adam(head.parameters(), lr=config.head_lr, weight_decay=config.head_wd)
     steps = config.head_samples_per_epoch // config.batch_size
+    total = steps * config.head_epochs
     np_labels = labels.cpu().numpy()
-    with torch.enable_grad():
-        for _ in range(config.head_epochs):
-            idx = class_balanced_draws(np_labels, steps * config.batch_size, generator)
-            idx = torch.as_tensor(idx, device=features.device).view(steps, config.batch_size)
-            for chunk in idx:
-                loss = F.cross_entropy(head(features[chunk]), labels[chunk])
+    weights = torch.as_tensor(1.0 / np.bincount(np_labels)[np_labels], dtype=features.dtype, device=features.device)
+    weights = weights / weights.sum()
+    if progress:
+        progress("head", 0, total)
+    with torch.enable_grad(), _one_cpu_thread(features.device):
+        for epoch in range(config.head_epochs):
+            if config.head_solver == "sampled":
+                idx = class_balanced_draws(np_labels, steps * config.batch_size, generator)
+                batches = torch.as_tensor(idx, device=features.device).view(steps, config.batch_size)
+            for step in range(steps):
+                if config.head_solver == "sampled":
+                    chunk = batches[step]
+                    loss = F.cross_entropy(head(features[chunk]), labels[chunk])
+                else:
+                    loss = (F.cross_entropy(head(features), labels, reduction="none") * weights).sum()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-
-
+            if progress:
+                progress("head", (epoch + 1) * steps, total)

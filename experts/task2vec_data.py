@@ -20,10 +20,11 @@ from experts.backbones import Probe
 if TYPE_CHECKING:
     from experts.task2vec import Task2VecConfig
 
-__all__ = ["BnMode", "FisherData", "cache_features", "class_balanced_draws", "dataset_labels", "fisher_data",
-           "norm_mode"]
+__all__ = ["BnMode", "FisherData", "Progress", "cache_features", "class_balanced_draws", "dataset_labels",
+           "fisher_data", "norm_mode", "stratified_draws"]
 
 BnMode = Literal["train", "batch_detached", "eval"]
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
 @dataclass
@@ -36,14 +37,21 @@ class FisherData:
     batch_size: int
     samples: int  # draws per epoch
     generator: torch.Generator  # CPU generator for the draws
+    stratified: bool = False  # stratified_draws instead of class_balanced_draws
+    progress: Progress | None = None  # called as ("fisher", batches done, batches in the epoch)
 
     def epoch(self, n_batches: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``n_batches`` (default ``samples // batch_size``) batches, labels on the input's device."""
         n_batches = self.samples // self.batch_size if n_batches is None else n_batches
-        idx = class_balanced_draws(self.labels, n_batches * self.batch_size, self.generator)
+        draw = stratified_draws if self.stratified else class_balanced_draws
+        idx = draw(self.labels, n_batches * self.batch_size, self.generator)
         chunks = list(idx.reshape(n_batches, self.batch_size))
-        for chunk, x in zip(chunks, self.load(chunks)):
+        if self.progress:
+            self.progress("fisher", 0, n_batches)
+        for done, (chunk, x) in enumerate(zip(chunks, self.load(chunks)), 1):
             yield x, torch.as_tensor(self.labels[chunk], device=x.device)
+            if self.progress:
+                self.progress("fisher", done, n_batches)
 
 
 def dataset_labels(dataset: Dataset) -> np.ndarray:
@@ -63,6 +71,30 @@ def class_balanced_draws(labels: np.ndarray, n: int, generator: torch.Generator)
     counts = np.bincount(labels)
     weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.float64)
     return torch.multinomial(weights, n, replacement=True, generator=generator).numpy()
+
+
+def stratified_draws(labels: np.ndarray, n: int, generator: torch.Generator) -> np.ndarray:
+    """``n`` indices, each class drawn ``n // C`` times (one more for the ``n % C`` classes met first in a
+    random order), each class's images in turn from random permutations (without replacement until
+    the class is exhausted), the whole order shuffled.
+
+    Every draw is, marginally, a uniform class and a uniform image of it, as in ``class_balanced_draws``;
+    but every image is drawn about equally often and the class counts are exact, which removes the
+    sampling noise of the image multiset. Relabelling the classes leaves the draws unchanged.
+    """
+    _, cls_of, sizes = np.unique(labels, return_inverse=True, return_counts=True)
+    per_class = np.full(len(sizes), n // len(sizes))
+    _, first_seen = np.unique(cls_of[torch.randperm(len(labels), generator=generator).numpy()], return_index=True)
+    per_class[np.argsort(first_seen)[: n % len(sizes)]] += 1
+    passes = int((-(-per_class // sizes)).max())
+    order = np.concatenate([torch.randperm(len(labels), generator=generator).numpy() for _ in range(passes)])
+    cls = cls_of[order]
+    by_class = np.argsort(cls, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(np.bincount(cls, minlength=len(sizes)))[:-1]])
+    rank = np.empty(len(cls), dtype=np.int64)
+    rank[by_class] = np.arange(len(cls)) - starts[cls[by_class]]  # occurrence number within its class
+    idx = np.sort(order[rank < per_class[cls]])
+    return idx[torch.randperm(n, generator=generator).numpy()]
 
 
 class norm_mode:
@@ -116,7 +148,7 @@ def _to_input(x: torch.Tensor, device: torch.device, config: Task2VecConfig) -> 
 
 def cache_features(
     net: Probe, dataset: Dataset, labels: np.ndarray, config: Task2VecConfig, device: torch.device,
-    gen: torch.Generator,
+    gen: torch.Generator, progress: Progress | None = None,
 ) -> tuple[torch.Tensor, np.ndarray, torch.Tensor | None]:
     """Penultimate features of up to ``max_samples`` images; stage-``skip_layers`` inputs too if asked."""
     n = min(config.max_samples, len(labels))
@@ -124,27 +156,33 @@ def cache_features(
     batches = np.array_split(order, -(-n // config.batch_size))  # equal sizes: no tiny last batch in train-mode BN
     feats, pool = [], []
     with torch.no_grad(), norm_mode(net, config.bn_mode):
-        for x, _ in _loader(dataset, batches, config, gen):
+        for done, (x, _) in enumerate(_loader(dataset, batches, config, gen), 1):
+            if progress:
+                progress("features", done - 1, len(batches))
             x = _to_input(x, device, config)
             for stage in net.stages[: config.skip_layers]:
                 x = stage(x)
             if config.skip_layers:
                 pool.append(x.cpu())
             feats.append(net.features(x, start=config.skip_layers))
+    if progress:
+        progress("features", len(batches), len(batches))
     return torch.cat(feats), labels[order], (torch.cat(pool) if pool else None)
 
 
 def fisher_data(
     dataset: Dataset, labels: np.ndarray, pool: torch.Tensor | None, pool_labels: np.ndarray,
-    config: Task2VecConfig, device: torch.device, gen: torch.Generator,
+    config: Task2VecConfig, device: torch.device, gen: torch.Generator, progress: Progress | None = None,
 ) -> FisherData:
+    stratified = config.fisher_sampling == "stratified"
     if pool is not None:  # skip_layers: draw from the cached stage inputs (one augmentation per image)
         def load_pool(chunks: list[np.ndarray]) -> Iterator[torch.Tensor]:
             return (_to_input(pool[torch.as_tensor(c)], device, config) for c in chunks)
 
-        return FisherData(load_pool, pool_labels, config.skip_layers, config.batch_size, config.fisher_samples, gen)
+        return FisherData(load_pool, pool_labels, config.skip_layers, config.batch_size, config.fisher_samples, gen,
+                          stratified, progress)
 
     def load(chunks: list[np.ndarray]) -> Iterator[torch.Tensor]:
         return (_to_input(x, device, config) for x, _ in _loader(dataset, chunks, config, gen))
 
-    return FisherData(load, labels, 0, config.batch_size, config.fisher_samples, gen)
+    return FisherData(load, labels, 0, config.batch_size, config.fisher_samples, gen, stratified, progress)

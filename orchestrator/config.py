@@ -135,6 +135,11 @@ class EmbeddingsConfig(_Section):
     domain: bool = True
     max_samples: int = Field(_TASK2VEC.max_samples, ge=1)
     fisher_samples: int | None = Field(_TASK2VEC.fisher_samples, ge=1, description="Fisher draws; null: max_samples")
+    head_solver: Literal["sampled", "full_batch"] = Field(
+        _TASK2VEC.head_solver, description="linear head: full_batch (deterministic) or sampled (the reference's draws)")
+    fisher_sampling: Literal["replacement", "stratified"] = Field(
+        _TASK2VEC.fisher_sampling,
+        description="Fisher draws: stratified (each image in turn) or replacement (the reference's)")
     head_epochs: int = Field(_TASK2VEC.head_epochs, ge=1, le=1000)
     batch_size: int = Field(_TASK2VEC.batch_size, ge=1, le=4096)
     seed: int = 0
@@ -143,7 +148,8 @@ class EmbeddingsConfig(_Section):
         """The Task2Vec settings every task of the run is embedded with (and ``recommend`` embeds with);
         the settings this section does not name keep ``Task2VecConfig``'s defaults."""
         return dataclasses.replace(_TASK2VEC, max_samples=self.max_samples, batch_size=self.batch_size,
-                                   head_epochs=self.head_epochs, fisher_samples=self.fisher_samples or self.max_samples)
+                                   head_epochs=self.head_epochs, fisher_samples=self.fisher_samples or self.max_samples,
+                                   head_solver=self.head_solver, fisher_sampling=self.fisher_sampling)
 
     @field_validator("methods")
     @classmethod

@@ -102,9 +102,10 @@ def estimate(the_plan: Plan, config: SweepConfig) -> dict[str, dict[str, float]]
     emb = config.embeddings
     for unit in the_plan.stages.get("embeddings", []):
         if isinstance(unit, EmbedTask):
+            fisher = emb.task2vec_config().fisher_samples
             epochs = 2 if unit.method == "variational" else 1
             out["embeddings"]["features"] += min(tasks[unit.task_id].n_train, emb.max_samples)
-            out["embeddings"]["fisher"] += (emb.fisher_samples or emb.max_samples) * epochs
+            out["embeddings"]["fisher"] += fisher * epochs
         elif isinstance(unit, EmbedDomain):
             out["embeddings"]["features"] += max(tasks[t].n_train for t in unit.task_ids)
     for stage in ("transfer_init", "transfer"):

@@ -23,6 +23,9 @@ EMBEDDINGS_SCHEMA = pa.schema(
         pa.field("scale", pa.list_(pa.float32()), nullable=False),
         pa.field("warnings", pa.list_(pa.string()), nullable=False),
         pa.field("precision", pa.string(), nullable=False),  # autocast of the Fisher / feature pass: fp32, bf16, fp16
+        # estimated d_sym to an independent run of the same task (another seed), from two halves of
+        # this run's Fisher draws (experts.fisher.split_noise); null for domain and variational rows
+        pa.field("noise", pa.float64()),
     ]
 )
 
@@ -79,6 +82,9 @@ DISTANCES_SCHEMA = pa.schema(
         pa.field("d_tax", pa.float64()),  # null outside iNat/CUB
         pa.field("d_domain", pa.float64()),
         pa.field("alpha", pa.float64(), nullable=False),
+        # d_sym expected from estimator noise alone: (noise_a + noise_b) / 2 (experts.distances.noise_floor);
+        # null where either embedding has no noise estimate
+        pa.field("noise_floor", pa.float64()),
     ]
 )
 

@@ -2,7 +2,8 @@
 
 Reads the committed embeddings (through the completion markers), computes ``d_sym`` and ``d_asym``
 (``experts.distances``), ``d_tax`` (iNat/CUB tasks, from the taxonomy paths of their classes) and
-``d_domain`` (the domain baseline), and writes one row per ordered pair (N² rows). A task whose
+``d_domain`` (the domain baseline), and ``noise_floor`` (the d_sym the two embeddings' own noise
+estimates predict for two runs of one task), and writes one row per ordered pair (N² rows). A task whose
 embedding is missing (its unit failed) gets null distances, never a silent drop.
 """
 
@@ -43,6 +44,15 @@ def embedding_matrix(table: pa.Table | None, task_ids: list[str], method: str) -
         if t in by_task:
             out[i] = by_task[t]
     return out
+
+
+def noise_vector(table: pa.Table | None, task_ids: list[str], method: str) -> np.ndarray:
+    """Each task's ``noise`` estimate (``embeddings`` table) in ``task_ids`` order; NaN where missing or null."""
+    if table is None or "noise" not in table.column_names:
+        return np.full(len(task_ids), np.nan)
+    rows = table.filter(pc.equal(table["method"], method))
+    by_task = dict(zip(rows["task_id"].to_pylist(), rows["noise"].to_pylist()))
+    return np.array([np.nan if by_task.get(t) is None else by_task[t] for t in task_ids], dtype=np.float64)
 
 
 def trivial_embeddings(table: pa.Table, task_ids: list[str], method: str, fisher: np.ndarray) -> np.ndarray:
@@ -99,6 +109,7 @@ class ComputeDistances(WorkUnit):
         if "domain" in cfg.kinds:
             domain = embedding_matrix(embeddings, ids, "domain")
             d_dom = dist.domain(domain) if not np.isnan(domain).all() else nan
+        floor = dist.noise_floor(noise_vector(embeddings, ids, self.method))
         a, b = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
         cols = {
             "run_id": pa.array([ctx.run_id] * (n * n)), "probe": pa.array([ctx.config.embeddings.probe] * (n * n)),
@@ -107,5 +118,6 @@ class ComputeDistances(WorkUnit):
             **{name: pa.array(m.ravel(), from_pandas=True) for name, m in
                (("d_sym", d_sym), ("d_asym", d_asym), ("d_tax", d_tax), ("d_domain", d_dom))},
             "alpha": pa.array(np.full(n * n, cfg.alpha)),
+            "noise_floor": pa.array(floor.ravel(), from_pandas=True),
         }
         return {"distances": pa.table(cols, schema=versioned(DISTANCES_SCHEMA, "distances"))}

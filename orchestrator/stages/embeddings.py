@@ -22,13 +22,13 @@ from tasks.library import task_rows
 
 
 def embedding_row(ctx, task_id: str, method: str, vector: np.ndarray, scale: np.ndarray, n_samples: int,
-                  precision: str) -> dict:
+                  precision: str, noise: float | None = None) -> dict:
     info = ctx.probe.info
     return {
         "run_id": ctx.run_id, "task_id": task_id, "probe": info.name, "method": method,
         "pretrained": info.pretrained, "n_samples": int(n_samples), "seed": ctx.config.embeddings.seed,
         "dim": len(vector), "embedding": np.asarray(vector, dtype=np.float32), "scale": np.asarray(scale, dtype=np.float32),
-        "warnings": ctx.probe_warnings(), "precision": precision,
+        "warnings": ctx.probe_warnings(), "precision": precision, "noise": noise,
     }
 
 
@@ -56,7 +56,8 @@ class EmbedTask(WorkUnit):
         config = ctx.task2vec_config()
         emb = embed_task(ctx.dataset(task, "train", train_transform=True), ctx.probe, method=self.method,
                          config=config, device=ctx.device, seed=cfg.seed)
-        row = embedding_row(ctx, self.task_id, self.method, emb.hessian, emb.scale, emb.n_samples, config.precision)
+        row = embedding_row(ctx, self.task_id, self.method, emb.hessian, emb.scale, emb.n_samples, config.precision,
+                            emb.noise)
         return {"embeddings": _table([row])}
 
 

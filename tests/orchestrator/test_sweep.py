@@ -38,6 +38,12 @@ def test_mini_sweep_commits_every_planned_row_once(store_uri, mini_roots, mini_l
     inat = [r for r in dist if r["task_a"].startswith("inat2018") and r["task_b"].startswith("inat2018")]
     assert all(r["d_tax"] is not None and not math.isnan(r["d_tax"]) for r in inat)
     assert all(r["d_tax"] is None for r in dist if r["task_a"].startswith("deepfashion"))
+    noise = {t: n for t, n, m in zip(emb["task_id"].to_pylist(), emb["noise"].to_pylist(), emb["method"].to_pylist())
+             if m == "montecarlo"}
+    assert noise and all(n is not None and 0 <= n < 1 for n in noise.values())
+    for r in dist:  # each pair's floor: the mean of its two embeddings' noise estimates
+        if r["method"] == "montecarlo" and r["task_a"] in noise and r["task_b"] in noise:
+            assert math.isclose(r["noise_floor"], (noise[r["task_a"]] + noise[r["task_b"]]) / 2)
     # every row says the probe was not pretrained (no weights exist offline)
     assert set(emb["pretrained"].to_pylist()) == {False}
 

@@ -1,0 +1,107 @@
+"""The fast defaults' pieces (stratified draws, deterministic head), the reference preset, and each
+embedding's own noise estimate with the distances' noise floor."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from experts.backbones import create_backbone
+from experts.distances import above_noise_floor, noise_floor
+from experts.fisher import split_noise
+from experts.task2vec import REFERENCE, Task2VecConfig, embed_task, fit_head
+from experts.task2vec_data import stratified_draws
+
+SMALL = Task2VecConfig(batch_size=8, fisher_samples=48, head_epochs=2, head_samples_per_epoch=64, max_samples=64,
+                       variational_epochs=1)
+
+
+def test_reference_preset_is_the_reference_and_defaults_differ_only_where_documented() -> None:
+    assert (REFERENCE.head_solver, REFERENCE.fisher_samples, REFERENCE.fisher_sampling) == ("sampled", 10_000, "replacement")
+    assert (REFERENCE.batch_size, REFERENCE.head_epochs, REFERENCE.head_samples_per_epoch, REFERENCE.bn_mode) == (
+        64, 10, 10_000, "train")
+    fields = {f.name for f in dataclasses.fields(Task2VecConfig)}
+    differ = {f for f in fields if getattr(REFERENCE, f) != getattr(Task2VecConfig(), f)}
+    assert differ == {"head_solver", "fisher_samples", "fisher_sampling"}
+    with pytest.raises(ValueError, match="head_solver"):
+        Task2VecConfig(head_solver="lbfgs")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="fisher_sampling"):
+        Task2VecConfig(fisher_sampling="sobol")  # type: ignore[arg-type]
+
+
+def test_stratified_draws_balance_classes_and_images_and_ignore_label_names() -> None:
+    labels = np.array([0] * 5 + [1] * 3 + [2] * 7)
+    draws = stratified_draws(labels, 40, torch.Generator().manual_seed(0))
+    per_class = np.bincount(labels[draws])
+    assert len(draws) == 40 and per_class.max() - per_class.min() <= 1
+    for c in range(3):  # every image of a class drawn equally often, up to one
+        counts = np.bincount(draws[labels[draws] == c], minlength=len(labels))[labels == c]
+        assert counts.max() - counts.min() <= 1
+    relabelled = np.array([2, 0, 1])[labels]
+    assert np.array_equal(stratified_draws(relabelled, 40, torch.Generator().manual_seed(0)), draws)
+    assert not np.array_equal(stratified_draws(labels, 40, torch.Generator().manual_seed(1)), draws)
+
+
+def test_full_batch_head_is_deterministic_and_sampled_is_not() -> None:
+    g = torch.Generator().manual_seed(0)
+    feats, labels = torch.randn(40, 6, generator=g), torch.arange(40) % 3
+    heads = {}
+    for solver in ("full_batch", "sampled"):
+        config = Task2VecConfig(batch_size=8, head_epochs=2, head_samples_per_epoch=64, head_solver=solver)
+        for seed in (0, 1):
+            head = nn.Linear(6, 3)
+            nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
+            fit_head(head, feats, labels, config=config, generator=torch.Generator().manual_seed(seed))
+            heads[solver, seed] = head.weight.detach().clone()
+    assert torch.equal(heads["full_batch", 0], heads["full_batch", 1])
+    assert not torch.equal(heads["sampled", 0], heads["sampled", 1])
+    assert heads["full_batch", 0].abs().sum() > 0  # it moved
+
+
+def _task(n: int = 48, seed: int = 0) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 3
+    x = torch.randn(3, 3, 1, 1, generator=g)[labels] + torch.randn(n, 3, 16, 16, generator=g)
+    return TensorDataset(x, labels)
+
+
+@pytest.mark.parametrize("method", ["montecarlo", "montecarlo_exact"])
+def test_every_fisher_embedding_carries_a_deterministic_noise_estimate(method: str) -> None:
+    probe = create_backbone("tiny_resnet", weights="random", seed=0)
+    a, b = (embed_task(_task(), probe, method=method, config=SMALL, seed=0) for _ in range(2))
+    assert a.noise is not None and 0 < a.noise < 1 and a.noise == b.noise
+    more = embed_task(_task(), probe, method=method, config=dataclasses.replace(SMALL, fisher_samples=192), seed=0)
+    assert more.noise < a.noise  # four times the draws: less noise (expected ~4x less)
+
+
+def test_variational_has_no_noise_estimate_and_progress_reports_every_phase() -> None:
+    probe = create_backbone("tiny_resnet", weights="random", seed=0)
+    calls: list[tuple[str, int, int]] = []
+    emb = embed_task(_task(), probe, method="variational", config=SMALL, progress=lambda *c: calls.append(c))
+    assert emb.noise is None
+    phases = [c[0] for c in calls]
+    assert phases.index("features") < phases.index("head") < phases.index("fisher")
+    for phase in ("features", "head"):
+        last = [c for c in calls if c[0] == phase][-1]
+        assert last[1] == last[2] > 0  # each phase ends with done == total
+
+
+def test_split_noise_and_noise_floor() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.random(100)
+    assert split_noise(a, a) == 0.0 and split_noise(a, 3 * a) == pytest.approx(0.0, abs=1e-12)
+    b = a * (1 + 0.1 * rng.standard_normal(100))
+    assert split_noise(a, b) > 0 and split_noise(a, b) == pytest.approx(split_noise(5 * a, 5 * b))  # common scale
+    nan = np.full(100, np.nan)
+    assert split_noise(nan, nan) is None
+    floor = noise_floor(np.array([0.02, 0.04, np.nan]))
+    assert floor.shape == (3, 3) and floor[0, 1] == floor[1, 0] == pytest.approx(0.03) and np.isnan(floor[2]).all()
+    d = np.array([[0.0, 0.07, 0.5], [0.07, 0.0, 0.5], [0.5, 0.5, 0.0]])
+    above = above_noise_floor(d, floor)
+    assert above.dtype == bool and above[0, 1] and not above[0, 0] and not above[0, 2]  # NaN floor: no claim
+    assert not above_noise_floor(d, floor, factor=3.0)[0, 1]

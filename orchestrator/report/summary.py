@@ -12,14 +12,16 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from experts.distances import above_noise_floor
 from orchestrator.plan import STAGES
 from orchestrator.store import ResultStore
 
 # Tables a reader may want, in the order the page lists them.
 TABLES = ("tasks", "experts", "heads", "embeddings", "distances", "transfer_init", "transfer", "failures")
 
-# Hook for a per-distance noise estimate (a boolean column of the distances table: is this distance above its
-# noise floor?). No such column exists yet; name it here once it does and the summary shows the share above.
+# Boolean columns of the distances table that say whether a distance is above its noise floor, read first if
+# present; otherwise the summary applies ``experts.distances.above_noise_floor`` to ``d_sym`` and ``noise_floor``
+# (one row per unordered pair of tasks with an estimate).
 ABOVE_NOISE_FLOOR_COLUMNS: tuple[str, ...] = ()
 
 RANDOM_PROBE_MEANING = (
@@ -82,6 +84,14 @@ def _above_noise_floor(distances: pa.Table | None) -> tuple[int, int] | None:
         if column in distances.column_names:  # vectorised: N² rows
             flags = distances[column]
             return int(pc.sum(flags.cast(pa.int64())).as_py() or 0), len(flags) - flags.null_count
+    if "noise_floor" in distances.column_names and "d_sym" in distances.column_names:
+        pairs = distances.filter(pc.and_(pc.less(distances["task_a"], distances["task_b"]),
+                                         pc.is_valid(distances["noise_floor"])))
+        if pairs.num_rows == 0:
+            return None
+        above = above_noise_floor(pairs["d_sym"].to_numpy(zero_copy_only=False),
+                                  pairs["noise_floor"].to_numpy(zero_copy_only=False))
+        return int(above.sum()), pairs.num_rows
     return None
 
 

@@ -40,6 +40,7 @@ _WORDED_DEFAULTS = {
     "—": None,  # no dataset root
     "one per GPU (else per CPU)": None,  # runtime.workers: decided at launch
     "first of `embeddings.methods`": None,  # transfer.method
+    "`cpus_per_worker` − 1": None,  # input.loader_workers: decided per worker from runtime.cpus_per_worker
     "all four": ["symmetric", "asymmetric", "taxonomic", "domain"],
 }
 

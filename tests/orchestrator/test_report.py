@@ -230,7 +230,8 @@ def test_load_run_reads_manifests_not_markers(report_run) -> None:
     data = load_run(store, run_id)
     assert data.errors.shape == (8, 5)
     assert not [k for k in count.reads if "/_done/" in k], "a marker was read one GET at a time"
-    assert count.lists == [f"{run_id}/tasks"]  # the library's table; committed tables come from manifests
+    # the library's table and the failure rows (one listing, for the summary); committed tables: manifests
+    assert count.lists == [f"{run_id}/tasks", f"{run_id}/failures/"]
     assert sorted(k for k in count.reads if k in parts) == sorted(parts)  # each committed part read once
     # besides: run.json (look-up + read), the stages' manifests, the library's tasks
     assert len([k for k in count.reads if k not in parts]) <= 16

@@ -29,7 +29,7 @@ from orchestrator.schemas import EMBEDDINGS_SCHEMA, versioned
                    "Fewer is faster and noisier: the row's noise column says how noisy.")
 @click.option("--reference", "reference", is_flag=True,
               help="The reference implementation's settings exactly (head by sampled Adam, 10,000 Fisher draws "
-                   "with replacement): ~4x slower, for comparisons with its numbers.")
+                   "with replacement; the Fisher alone costs ~4x the default's), for comparisons with its numbers.")
 @click.option("--image-size", default=224, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), required=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -104,7 +105,7 @@ class ProgressPrinter:
         self.interval, self.clock = interval, clock
         self.phase: str | None = None
         self.start = self.last = 0.0
-        self.tty = click.get_text_stream("stderr").isatty()
+        self.tty = sys.stderr.isatty()
 
     def __call__(self, phase: str, done: int, total: int) -> None:
         now = self.clock()

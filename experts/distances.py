@@ -142,9 +142,10 @@ def noise_floor(noise: np.ndarray, other: np.ndarray | None = None) -> np.ndarra
 def above_noise_floor(d_sym: np.ndarray, floor: np.ndarray, factor: float = 2.0) -> np.ndarray:
     """Which distances stand above their noise floor: ``d_sym > factor * floor`` (element-wise, bool).
 
-    ``factor`` leaves room for the spread of the noise itself (a single seed-to-seed d_sym ranges over
-    about 0.5x-1.6x its mean in benchmarks/bench_task2vec_noise.py); 2 calls a distance real only when
-    two runs of one task would rarely be that far apart. False where either value is NaN (no estimate:
+    ``factor`` leaves room for the spread of the noise itself (a single seed-to-seed d_sym scatters
+    around its mean; benchmarks/bench_task2vec_noise.py prints that spread): 2 calls a distance real
+    only when two runs of one task should rarely be that far apart (a default to revisit with the
+    benchmark's figures). False where either value is NaN (no estimate:
     nothing can be claimed), so report both ``floor`` and this mask.
     """
     d, f = np.broadcast_arrays(np.asarray(d_sym, dtype=np.float64), np.asarray(floor, dtype=np.float64))

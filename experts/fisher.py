@@ -33,8 +33,10 @@ parity (even and odd batches), each half's embedding is formed, and ``split_nois
 d_sym into the expected d_sym between this run and an independent run at the full budget: for
 small noise d_sym grows with the variance of the relative error, which halves when the draws
 double, and two halves differ by the noise of two half-budget estimates, so the seed-to-seed
-d_sym at the full budget is d_sym(half, half) / 2 (validated against measured seed-to-seed
-noise in benchmarks/bench_task2vec_noise.py). Cost: one more set of per-filter sums, nothing else.
+d_sym at the full budget is d_sym(half, half) / 2. Cost: one more set of per-filter sums, nothing
+else. It sees only the Fisher draws' noise, not what is fixed for the run (the cached features the
+head is fitted on): on ResNet-18 it measured ~3x below the real seed-to-seed d_sym (BENCHMARKS.md,
+2026-12-07), so it is a lower bound.
 """
 
 from __future__ import annotations

@@ -113,7 +113,8 @@ class TaskEmbedding:
 
     ``noise``: the estimated d_sym between this embedding and an independent run of the same
     estimator on the same task (another seed), from two independent halves of this run's Fisher
-    draws (``experts.fisher.split_noise``); None where the estimator gives none.
+    draws (``experts.fisher.split_noise``); a lower bound (it misses the feature cache's noise, ~3x low
+    on ResNet-18 in BENCHMARKS.md 2026-12-07); None where the estimator gives none.
     """
 
     hessian: np.ndarray  # float32, one value per filter, network order

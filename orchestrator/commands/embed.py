@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -29,7 +30,7 @@ from orchestrator.schemas import EMBEDDINGS_SCHEMA, versioned
                    "Fewer is faster and noisier: the row's noise column says how noisy.")
 @click.option("--reference", "reference", is_flag=True,
               help="The reference implementation's settings exactly (head by sampled Adam, 10,000 Fisher draws "
-                   "with replacement): ~4x slower, for comparisons with its numbers.")
+                   "with replacement; the Fisher alone costs ~4x the default's), for comparisons with its numbers.")
 @click.option("--image-size", default=224, show_default=True, type=click.IntRange(16, 1024))
 @device_option
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -105,7 +106,7 @@ class ProgressPrinter:
         self.interval, self.clock = interval, clock
         self.phase: str | None = None
         self.start = self.last = 0.0
-        self.tty = click.get_text_stream("stderr").isatty()
+        self.tty = sys.stderr.isatty()
 
     def __call__(self, phase: str, done: int, total: int) -> None:
         now = self.clock()

@@ -41,7 +41,7 @@ def test_embed_of_a_one_class_folder_is_a_clear_error(tmp_path: Path, mini_libra
 
 
 def test_embed_reports_its_noise_and_progress(tmp_path: Path, mini_library) -> None:
-    out, result = _embed(tmp_path, mini_library, 32)
+    out, result = _embed(tmp_path, mini_library, 128)  # two batches of 64: two halves
     row = pq.read_table(out).to_pylist()[0]
     assert row["noise"] is not None and 0 < row["noise"] < 1 and f"noise d_sym {row['noise']:.4f}" in result.output
     for phase in ("features", "head", "fisher"):  # each phase's closing line

@@ -71,7 +71,7 @@ def _documented_defaults(doc: str) -> dict[str, str]:
     for line in config.splitlines()[2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
         section = cells[0].strip("`") or section
-        keys, defaults = re.findall(r"`(\w+)`", cells[1]), cells[2]
+        keys, defaults = re.findall(r"`([\w.]+)`", cells[1]), cells[2]
         values = [defaults] * len(keys) if len(keys) == 1 or defaults == "—" else defaults.split(", ")
         if section != "library" and len(values) == len(keys):
             out.update({f"{section}.{k}": v for k, v in zip(keys, values)})
@@ -91,9 +91,14 @@ def test_every_default_in_the_sweep_docs_is_the_codes() -> None:
     code["datasets"]["mini"] = False
     code["meta_task"] = MetaTaskConfig(name="x").model_dump(mode="json")
     assert len(documented) > 60  # the parser found the tables
+    for section in list(code):  # nested settings (runtime.precision.fisher) as dotted keys
+        if isinstance(code[section], dict):
+            for key, value in list(code[section].items()):
+                if isinstance(value, dict):
+                    code[section].update({f"{key}.{k}": v for k, v in code[section].pop(key).items()})
     wrong = {}
     for name, cell in documented.items():
-        section, key = name.split(".")
+        section, key = name.split(".", 1)
         if name in ("report.meta_tasks", "meta_task.name"):
             continue  # a list of meta-tasks (checked below); a name has no default
         value = _doc_value(cell)

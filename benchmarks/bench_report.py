@@ -49,12 +49,13 @@ def fabricate(store: ResultStore, n_tasks: int, n_experts: int, dim: int, seed: 
                                          "embeddings": {"probe": "resnet34", "fisher_samples": 10_000}})
     info = _open_run(store, RUN, config, resume=False)
     recorder = RunRecorder(store, RUN)
-    counts = {s: 0 for s in STAGES}
+    units: dict[str, list] = {s: [] for s in STAGES}
 
     def commit(stage: str, key: str, tables: dict[str, pa.Table]) -> None:
-        unit = SimpleNamespace(stage=stage, key=f"{stage}-{key}", label=f"synthetic {stage} {key}")
+        # a unit key is "<stage>-<id>" with no other hyphen (orchestrator.commit.unit_stage)
+        unit = SimpleNamespace(stage=stage, key=f"{stage}-{key.replace('-', '_')}", label=f"synthetic {stage} {key}")
         recorder.mark_done(unit, recorder.write_parts(unit, tables), seconds=0.0)
-        counts[stage] += 1
+        units[stage].append(unit)
 
     tasks = []
     for source, share in SOURCES.items():
@@ -72,8 +73,10 @@ def fabricate(store: ResultStore, n_tasks: int, n_experts: int, dim: int, seed: 
                           "image_group": task_id, "rule": "synthetic", "_group": group})
     ids = [t["task_id"] for t in tasks]
     groups = sorted({t["_group"] for t in tasks})
-    store.write_table(f"{RUN}/tasks/synthetic.parquet", pa.Table.from_pylist(
-        [{k: v for k, v in t.items() if k != "_group"} for t in tasks], schema=with_version(TASKS_SCHEMA, "tasks")))
+    for source in SOURCES:  # one tasks part per source, as the library step writes them
+        store.write_table(f"{RUN}/tasks/{source}.parquet", pa.Table.from_pylist(
+            [{k: v for k, v in t.items() if k != "_group"} for t in tasks if t["source"] == source],
+            schema=with_version(TASKS_SCHEMA, "tasks")))
 
     # embeddings: Fisher-like, with a multiplicative pattern per group so the t-SNE has something to show
     X = fisher_like(n_tasks, dim, seed)
@@ -82,7 +85,8 @@ def fabricate(store: ResultStore, n_tasks: int, n_experts: int, dim: int, seed: 
     for i, t in enumerate(ids):
         commit("embeddings", f"{i}", {"embeddings": pa.Table.from_pylist([{
             "run_id": RUN, "task_id": t, "probe": "resnet34", "method": "montecarlo", "pretrained": True,
-            "n_samples": 10_000, "seed": 0, "dim": dim, "embedding": X[i], "scale": X[i][:1], "warnings": []}],
+            "n_samples": 10_000, "seed": 0, "dim": dim, "embedding": X[i], "scale": X[i][:1], "warnings": [],
+            "precision": "bf16", "noise": 0.02}],
             schema=versioned(EMBEDDINGS_SCHEMA, "embeddings"))})
 
     d_sym = symmetric(X)
@@ -98,7 +102,8 @@ def fabricate(store: ResultStore, n_tasks: int, n_experts: int, dim: int, seed: 
         "method": pa.array(["montecarlo"] * len(a)), "task_a": names.take(a), "task_b": names.take(b),
         "d_sym": d_sym.ravel().astype(np.float64), "d_asym": d_asym.ravel().astype(np.float64),
         "d_tax": pa.array(d_tax.ravel(), from_pandas=True), "d_domain": pa.nulls(len(a), pa.float64()),
-        "alpha": np.full(len(a), 0.15)}, schema=versioned(DISTANCES_SCHEMA, "distances"))})
+        "alpha": np.full(len(a), 0.15), "noise_floor": np.full(len(a), 0.02)},
+        schema=versioned(DISTANCES_SCHEMA, "distances"))})
 
     # experts and heads: an expert is best near its own task (error grows with d_sym), plus noise
     trained = rng.choice(np.flatnonzero(np.array([t["source"] in ("inat2018", "cub200") for t in tasks])),
@@ -119,11 +124,16 @@ def fabricate(store: ResultStore, n_tasks: int, n_experts: int, dim: int, seed: 
                 "run_id": RUN, "expert_id": expert, "task_id": ids[i], "n_classes": 5, "n_train": 500, "n_test": 100,
                 "train_error": float(err[i]) * 0.5, "test_error": float(err[i]), "train_loss": 0.3, "test_loss": 0.5,
                 "pretrained": True, "logme": float(-err[i] + rng.normal(0, 0.05)), "leep": float(-err[i]),
-                "nce": float(-err[i] - 0.1), "hscore": float(1 - err[i])} for i in rows],
+                "nce": float(-err[i] - 0.1), "hscore": float(1 - err[i]), "precision": "bf16"} for i in rows],
                 schema=versioned(HEADS_SCHEMA, "heads"))})
     info.update(finished_at=info["started_at"], complete=True, n_tasks=n_tasks, experts=[e for e, _ in experts],
                 stages={s: {"stage": s, "planned": c, "skipped": 0, "committed": c, "failed": [], "retries": 0,
-                            "worker_losses": 0} for s, c in counts.items()})
+                            "worker_losses": 0} for s, c in ((s, len(u)) for s, u in units.items())})
+    for stage, done in units.items():  # complete stages, as the sweep leaves them: readers use the manifests
+        if done:
+            recorder.write_manifest(stage, done)
+    # the library's record (written last by the library step): the report resolves meta-tasks on it
+    store.write_json(f"{RUN}/library.json", {"roots": {source: f"/synthetic/{source}" for source in SOURCES}})
     store.write_json(f"{RUN}/run.json", info)
 
 

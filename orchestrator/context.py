@@ -161,10 +161,11 @@ class SweepContext:
         """From the image cache when it holds every one of ``idx``, else from the dataset's own files."""
         reader = self.image_cache(source)
         if reader is not None:
-            if not len(reader.index.missing(idx)):
+            missing = len(reader.index.missing(idx))
+            if not missing:
                 return CachedImageDataset(reader, idx, targets, self.transform(train))
             log.warning("%s: %d of %d images are not in the image cache (failed image_cache units?); "
-                        "reading the original files", source, len(reader.index.missing(idx)), len(idx))
+                        "reading the original files", source, missing, len(idx))
         src = self.library.sources[source]
         paths = src.images["path"].take(pa.array(idx)).to_pylist()
         return TaskImageDataset(src.root, paths, targets, self.transform(train), files=self.dataset_files(source))

@@ -137,9 +137,11 @@ def counts(the_plan: Plan) -> list[str]:
             f"embeddings: {embeddings}"]
 
 
-def dense_vs_meta_tasks(the_plan: Plan, config: SweepConfig, rates: Rates) -> tuple[float, float] | None:
+def dense_vs_meta_tasks(the_plan: Plan, config: SweepConfig, rates: Rates,
+                        cost: dict[str, dict[str, float]] | None = None) -> tuple[float, float] | None:
     """(heads-stage, whole-sweep) GPU hours of dense heads (every expert on every task) over the meta-tasks'
-    pairs alone, other stages equal; None when the heads are an explicit list or there is no meta-task."""
+    pairs alone, other stages equal; None when the heads are an explicit list or there is no meta-task.
+    ``cost``: the plan's ``estimate`` when the caller has it already."""
     if isinstance(config.heads.pairs, list) or not the_plan.meta_tasks:
         return None
     tasks = {t.task_id: t for t in the_plan.tasks}
@@ -147,7 +149,7 @@ def dense_vs_meta_tasks(the_plan: Plan, config: SweepConfig, rates: Rates) -> tu
         config.model_copy(update={"heads": config.heads.model_copy(update={"pairs": mode})}),
         the_plan.tasks, the_plan.experts, the_plan.meta_tasks)], tasks) / rates.features / 3600
         for mode in ("all", "meta_tasks")}
-    cost = estimate(the_plan, config)
+    cost = cost or estimate(the_plan, config)
     rest = sum(gpu_hours(v, rates) for stage, v in cost.items() if stage not in ("heads", "distances"))
     return heads["all"] / heads["meta_tasks"], (rest + heads["all"]) / (rest + heads["meta_tasks"])
 
@@ -189,7 +191,7 @@ def describe(the_plan: Plan, config: SweepConfig, rates: Rates | None = None) ->
               + ("; measure yours: python benchmarks/gpu.py, then --rates FILE" if rates.assumed else ""),
               *(f"note: {n}" for n in rates.notes), ""]
     lines += counts(the_plan)
-    ratio = dense_vs_meta_tasks(the_plan, config, rates)
+    ratio = dense_vs_meta_tasks(the_plan, config, rates, cost)
     if ratio is not None:
         lines.append(f"dense heads (every expert x every task) / the meta-tasks' pairs alone: heads stage {ratio[0]:.2f}x, "
                      f"whole sweep {ratio[1]:.2f}x (heads.pairs: {config.heads.pairs})")

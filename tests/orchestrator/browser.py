@@ -16,6 +16,11 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-dev-shm-usage", "--window-size=1300,1000")
 
 
+# The one reason the browser tests skip, checkable with `which chromium chromedriver`; .ci/run installs both
+# with apt-get, so CI skips only where apt cannot run (not root, not Debian).
+SKIP_REASON = "chromium or chromedriver not on PATH (apt-get install chromium chromium-driver)"
+
+
 def _binary(*names: str) -> str | None:
     return next((p for p in map(shutil.which, names) if p), None)
 
@@ -25,8 +30,7 @@ def chromium() -> Iterator:
     """A selenium driver on headless Chromium with the browser's console log kept; skips when not installed."""
     browser, driver_bin = _binary("chromium", "chromium-browser"), _binary("chromedriver")
     if browser is None or driver_bin is None:
-        pytest.skip("no chromium/chromedriver on PATH: apt-get install chromium chromium-driver (.ci/run does; "
-                    "it skips only where apt cannot run)")
+        pytest.skip(SKIP_REASON)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

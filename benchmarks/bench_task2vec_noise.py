@@ -8,7 +8,7 @@ spread of single pairs (what ``experts.distances.above_noise_floor``'s factor mu
 Usage (folder and weights from ``benchmarks/task2vec_e2e.py data``)::
 
     python benchmarks/bench_task2vec_noise.py /tmp/t2v/d64 --probes resnet18 resnet13 --seeds 0 1 2 3 \\
-        --image-size 64 [--set fisher_samples=1280]
+        --image-size 64 [--set fisher_samples=1280 independent_halves=false] [--save DIR] [--threads 1]
 """
 
 from __future__ import annotations
@@ -21,10 +21,19 @@ from itertools import combinations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from experts.distances import symmetric_rowwise
 from experts.embed_folder import embed_image_folder
 from experts.task2vec import Task2VecConfig
+
+
+def _parse(default: object, text: str) -> object:
+    if isinstance(default, bool):
+        if text.lower() not in ("true", "false"):
+            raise SystemExit(f"expected true or false, got {text!r}")
+        return text.lower() == "true"
+    return type(default)(text)
 
 
 def main() -> None:
@@ -35,11 +44,16 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--method", default="montecarlo")
     ap.add_argument("--set", nargs="*", default=[], help="Task2VecConfig overrides, field=value")
+    ap.add_argument("--save", type=Path, default=None, help="write each embedding as DIR/<probe>_<seed>.npy")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = ap.parse_args()
-    opts = {k: type(getattr(Task2VecConfig(), k))(v) for k, v in (o.split("=") for o in args.set)}
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    opts = {k: _parse(getattr(Task2VecConfig(), k), v) for k, v in (o.split("=") for o in args.set)}
     config = replace(Task2VecConfig(), **opts)
     print(f"{args.folder}, {args.image_size} px, {args.method}, {config.fisher_samples} Fisher draws, "
-          f"head {config.head_solver}, draws {config.fisher_sampling}, seeds {args.seeds}")
+          f"head {config.head_solver}, draws {config.fisher_sampling}, independent halves {config.independent_halves}, "
+          f"seeds {args.seeds}")
     print("| probe | mean estimate | measured seed-to-seed d_sym (mean of pairs) | ratio | single pairs / mean "
           "| s per embedding |")
     print("|---|---|---|---|---|---|")
@@ -51,6 +65,9 @@ def main() -> None:
             embs.append(embed_image_folder(args.folder, probe=probe, probe_weights=weights if weights.exists() else None,
                                            method=args.method, seed=seed, image_size=args.image_size, config=config))
             seconds.append(time.perf_counter() - clock)
+            if args.save:
+                args.save.mkdir(parents=True, exist_ok=True)
+                np.save(args.save / f"{probe}_{seed}.npy", embs[-1].hessian)
         pairs = [float(symmetric_rowwise(a.hessian[None], b.hessian[None])[0]) for a, b in combinations(embs, 2)]
         measured = statistics.mean(pairs)
         estimate = statistics.mean(e.noise for e in embs)

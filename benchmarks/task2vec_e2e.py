@@ -9,7 +9,9 @@ Sub-commands (each one process, so that ``time``/paired runs measure start-up an
   algorithm at its defaults (``benchmarks.bench_task2vec.reference_embed``) on DIR with the
   reference's training transform.
 - ``compare --ref F.npy... --eref F.npy... --ours F.parquet|F.npy...``: the judged figures:
-  mean d_sym(x, E[ref]) for the reference runs and ours (E[ref] = mean of the ``--eref`` runs),
+  mean d_sym(x, E[ref]) for the reference runs and ours (E[ref] = mean of the ``--eref`` runs; with
+  ``--loo`` and no ``--eref``, each reference run against the mean of the others, ours against each
+  of those means),
   their ratio, cos(ours, reference) against the reference's seed-to-seed cos, and, when the
   Parquet rows carry it, each row's own noise estimate against the measured seed-to-seed d_sym.
 
@@ -27,6 +29,7 @@ Typical use (64 px ResNet-18; 112 px ResNet-34 with ``--size 112 --probe resnet3
 from __future__ import annotations
 
 import argparse
+import glob
 import statistics
 from itertools import combinations, product
 from pathlib import Path
@@ -61,11 +64,12 @@ def make_weights(out: Path, probe: str) -> Path:
 def run_reference(args: argparse.Namespace) -> None:
     from benchmarks.bench_task2vec import reference_embed
     from experts.backbones import create_backbone
-    from experts.embed_folder import ImageFolderTask, training_transform
+    from experts.embed_folder import ImageFolderTask
+    from tasks.transforms import ReferenceTrainTransform
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    dataset = ImageFolderTask(args.dir, training_transform(args.image_size))
+    dataset = ImageFolderTask(args.dir, ReferenceTrainTransform(args.image_size))
     probe = create_backbone(args.probe, weights=args.weights, num_classes=len(dataset.classes), seed=0)
     np.save(args.out, reference_embed(dataset, probe, seed=args.seed))
 
@@ -96,24 +100,31 @@ def dsym(a: np.ndarray, b: np.ndarray) -> float:
 
 def compare(args: argparse.Namespace) -> None:
     refs, _ = load_vectors(args.ref)
-    erefs, _ = load_vectors(args.eref)
-    mean_ref = np.mean(erefs, axis=0)
+    erefs, _ = load_vectors(args.eref) if args.eref else ([], [])
+    # E[ref]: the mean of the --eref runs; with --loo, every reference run in turn against the mean of
+    # the others (each E[ref] then averages len(--ref) - 1 runs, and ours is compared with each of them)
+    if args.loo:
+        pairs = [(refs[i], np.mean(refs[:i] + refs[i + 1:], axis=0)) for i in range(len(refs))]
+        means, everyone, size = [m for _, m in pairs], refs, len(refs) - 1
+    else:
+        means, everyone, size = [np.mean(erefs, axis=0)], refs + erefs, len(erefs)
+        pairs = [(r, means[0]) for r in refs]
     rows = [("reference", refs, [None] * len(refs))]
     for group in args.ours:
-        paths = sorted(Path().glob(group)) if any(ch in group for ch in "*?[") else [Path(group)]
+        paths = [Path(p) for p in sorted(glob.glob(group))] or [Path(group)]
         vecs, noise = load_vectors(paths)
         rows.append((group, vecs, noise))
-    ref_d = statistics.mean(dsym(r, mean_ref) for r in refs)
-    ref_cos = statistics.mean(cos(a, b) for a, b in combinations(refs + erefs, 2))
-    ref_noise = statistics.mean(dsym(a, b) for a, b in combinations(refs + erefs, 2))
+    ref_d = statistics.mean(dsym(r, m) for r, m in pairs)
+    ref_cos = statistics.mean(cos(a, b) for a, b in combinations(everyone, 2))
+    ref_noise = statistics.mean(dsym(a, b) for a, b in combinations(everyone, 2))
     print(f"reference: seed-to-seed cos {ref_cos:.4f}, seed-to-seed d_sym {ref_noise:.4f} "
-          f"({len(refs) + len(erefs)} runs); E[ref] over {len(erefs)} runs")
+          f"({len(everyone)} runs); E[ref] over {size} runs{' (leave one out)' if args.loo else ''}")
     print("| embedding | runs | mean d_sym to E[ref] | ratio to the reference's | mean cos to reference runs "
           "| seed-to-seed d_sym | own noise estimate (mean) |")
     print("|---|---|---|---|---|---|---|")
     for name, vecs, noise in rows:
-        d = statistics.mean(dsym(v, mean_ref) for v in vecs)
-        c = statistics.mean(cos(a, b) for a, b in product(vecs, refs + erefs) if a is not b)
+        d = ref_d if name == "reference" else statistics.mean(dsym(v, m) for v in vecs for m in means)
+        c = statistics.mean(cos(a, b) for a, b in product(vecs, everyone) if a is not b)
         s2s = statistics.mean(dsym(a, b) for a, b in combinations(vecs, 2)) if len(vecs) > 1 else float("nan")
         est = [n for n in noise if n is not None]
         est_txt = f"{statistics.mean(est):.4f}" if est else "-"
@@ -137,7 +148,8 @@ def main() -> None:
     r.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     c = sub.add_parser("compare")
     c.add_argument("--ref", type=Path, nargs="+", required=True)
-    c.add_argument("--eref", type=Path, nargs="+", required=True)
+    c.add_argument("--eref", type=Path, nargs="+", default=[], help="the runs E[ref] averages (or --loo)")
+    c.add_argument("--loo", action="store_true", help="each --ref run against the mean of the other --ref runs")
     c.add_argument("--ours", nargs="+", default=[], help="files or globs; one table row per argument")
     args = ap.parse_args()
     if args.cmd == "data":

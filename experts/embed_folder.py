@@ -3,7 +3,9 @@
 This is how a user embeds their own task. Images go through the sweep's Task2Vec input
 (``tasks.transforms.TrainTransform``: short side resized to ``decoded_side(image_size)``, a random
 ``image_size`` crop, horizontal flip, ImageNet normalisation), so a folder holding a library task's
-images embeds exactly as the sweep embedded that task. Classes are the sub-folder names in sorted order (as ``ImageFolder``); hidden
+images embeds exactly as the sweep embedded that task; with ``config.augmentation ==
+"random_resized_crop"`` (``REFERENCE``), the reference's transform instead
+(``tasks.transforms.ReferenceTrainTransform``). Classes are the sub-folder names in sorted order (as ``ImageFolder``); hidden
 entries are ignored. Problems are reported as ``TaskSweepInputError`` naming the folder or file:
 a missing or empty folder, fewer than two classes, a class folder without images, a file that is
 not a readable image (headers are checked before any compute; a file that fails to decode later
@@ -23,7 +25,7 @@ from torch.utils.data import Dataset
 from experts.backbones import create_backbone
 from experts.task2vec import Progress, Task2VecConfig, TaskEmbedding, embed_task
 from tasks.errors import TaskSweepInputError
-from tasks.transforms import TrainTransform
+from tasks.transforms import ReferenceTrainTransform, TrainTransform
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolderTask", "embed_image_folder"]
 
@@ -109,9 +111,10 @@ def embed_image_folder(
         TaskSweepInputError: bad folder layout or image, naming the path.
         FileNotFoundError: a missing weights file.
     """
-    dataset = ImageFolderTask(path, TrainTransform(image_size))
-    net = create_backbone(probe, weights=probe_weights, num_classes=len(dataset.classes), seed=seed)
     config = replace(config or Task2VecConfig(), max_samples=max_samples)
+    transform = ReferenceTrainTransform if config.augmentation == "random_resized_crop" else TrainTransform
+    dataset = ImageFolderTask(path, transform(image_size))
+    net = create_backbone(probe, weights=probe_weights, num_classes=len(dataset.classes), seed=seed)
     emb = embed_task(dataset, net, method=method, config=config, device=device, seed=seed, progress=progress)
     emb.meta.update(folder=str(Path(path).resolve()), classes=dataset.classes, image_size=image_size)
     return emb

@@ -28,15 +28,18 @@ therefore ``batch_size`` x ``montecarlo`` with ``bn_mode="batch_detached"`` (64.
 on ResNet-18), and its shape differs from the reference's train-mode estimate (benchmark: d_sym
 0.155, more than between two tasks): never mix the two.
 
-Noise estimate (both estimators): the draws are split into two independent halves by batch
-parity (even and odd batches), each half's embedding is formed, and ``split_noise`` turns their
-d_sym into the expected d_sym between this run and an independent run at the full budget: for
-small noise d_sym grows with the variance of the relative error, which halves when the draws
-double, and two halves differ by the noise of two half-budget estimates, so the seed-to-seed
-d_sym at the full budget is d_sym(half, half) / 2. Cost: one more set of per-filter sums, nothing
-else. It sees only the Fisher draws' noise, not what is fixed for the run (the cached features the
-head is fitted on): on ResNet-18 it measured ~3x below the real seed-to-seed d_sym (BENCHMARKS.md,
-2026-12-07), so it is a lower bound.
+Noise estimate (both estimators): the batches are accumulated in two halves (even and odd batches)
+besides the total, each half's embedding is formed, and ``split_noise`` turns their d_sym into the
+expected d_sym between this run and an independent run at the full budget: for small noise d_sym
+grows with the variance of the relative error, which halves when the two halves are averaged, and
+two halves differ by the noise of two half-budget estimates, so the seed-to-seed d_sym at the full
+budget is d_sym(half, half) / 2. With ``Task2VecConfig.independent_halves`` (the default) the halves
+are independent half-runs: ``embed_task`` caches each half's features with its own augmentation
+draws, fits each half its own head, and ``FisherData`` draws each half's batches on their own and
+puts that half's head on the probe before each of its batches, so the estimate sees the head's and
+the features' noise too (BENCHMARKS.md, 2026-12-07 session 2: 0.93x the measured seed-to-seed d_sym
+on ResNet-18). Without it (``REFERENCE``) only the Fisher draws are split: the estimate misses what
+is fixed for the run and was ~3x low. Cost: one more set of per-filter sums.
 """
 
 from __future__ import annotations

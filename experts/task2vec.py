@@ -20,6 +20,9 @@ code differs from the reference implementation; in short:
 - the head's features come from a seeded random subset of ``max_samples`` images in shuffled,
   nearly equal batches (reference: the first 9,920 images in dataset order, batches of 64, which
   for a class-sorted folder normalises single-class batches in train-mode batch-norm);
+- by default (``independent_halves``) a run is two independent half-runs, each with its own feature
+  pass (up to ``max_samples`` images, own augmentation draws), its own head and every other Fisher
+  batch; the embedding is their mean and their distance is the row's ``noise`` estimate;
 - labels are remapped to 0..C-1 (reference: ``max(label) + 1`` classes);
 - ``skip_layers > 0`` keeps the embedding length fixed and fills the skipped filters with NaN.
 """
@@ -47,7 +50,8 @@ from tasks.errors import TaskSweepInputError
 
 __all__ = [
     "BnMode", "FisherData", "FisherResult", "HeadSolver", "Progress", "REFERENCE", "TaskEmbedding", "Task2VecConfig",
-    "dataset_labels", "embed_task", "fit_head", "get_estimator", "list_methods", "norm_mode", "register_estimator",
+    "dataset_labels", "embed_task", "feature_rows", "fit_head", "get_estimator", "list_methods", "norm_mode",
+    "register_estimator",
 ]
 
 HeadSolver = Literal["sampled", "full_batch"]
@@ -57,8 +61,9 @@ HeadSolver = Literal["sampled", "full_batch"]
 @dataclass(frozen=True)
 class Task2VecConfig:
     """Settings. ``REFERENCE`` (below) is the reference's (awslabs/aws-cv-task2vec) exactly; the defaults
-    differ in three fields, chosen by the end-to-end benchmark (docs/task2vec.md, "Defaults"):
-    ``head_solver="full_batch"``, ``fisher_sampling="stratified"`` and a smaller ``fisher_samples``."""
+    differ in four fields, chosen by the end-to-end benchmark (docs/task2vec.md, "Defaults"):
+    ``head_solver="full_batch"``, ``fisher_sampling="stratified"``, a smaller ``fisher_samples`` and
+    ``augmentation`` (the input transform, which the caller's dataset applies)."""
 
     max_samples: int = 10_000  # images whose features train the head (and, with skip_layers, feed the Fisher)
     batch_size: int = 64
@@ -69,13 +74,24 @@ class Task2VecConfig:
     # sampled: Adam on class-balanced draws (reference); full_batch: the same Adam steps on the
     # class-weighted loss over every cached feature (the draws' expectation, deterministic)
     head_solver: HeadSolver = "full_batch"
-    fisher_samples: int = 2_560  # class-balanced draws for the Fisher (reference: 10,000 = 156 batches of 64)
+    # the head's feature pass: shuffled (a seeded random subset in shuffled batches) or dataset_order (the
+    # reference's: the first max_samples images in consecutive batches, single-class batches for a sorted task)
+    head_batches: Literal["shuffled", "dataset_order"] = "shuffled"
+    fisher_samples: int = 1_536  # class-balanced draws for the Fisher (reference: 10,000 = 156 batches of 64)
     # replacement: independent class-balanced draws (reference); stratified: every class equally
     # often, each class's images in turn (without replacement, reshuffled per pass), batches shuffled
     fisher_sampling: Literal["replacement", "stratified"] = "stratified"
+    # two independent half-runs (features with their own augmentation draws, head, half the Fisher draws),
+    # averaged; their difference is the row's noise estimate (Monte-Carlo estimators; variational: one head).
+    # Off by default until the science check says it does not hurt expert selection (docs/task2vec.md)
+    independent_halves: bool = False
     bn_mode: BnMode = "train"  # batch-norm statistics: batch (with gradient) / batch (constant) / running
     skip_layers: int = 0  # stages run once and cached; their filters are NaN in the embedding
     targets_per_forward: int = 1  # montecarlo: target draws (backward passes) per forward; budget counts draws
+    # the Task2Vec input, applied by the dataset's builder (experts.embed_folder), not by embed_task: crop (a
+    # random crop of the image resized once, tasks.transforms.TrainTransform; the sweep's cache replays only
+    # this) or random_resized_crop (the reference's, tasks.transforms.ReferenceTrainTransform)
+    augmentation: Literal["crop", "random_resized_crop"] = "crop"
     channels_last: bool = True  # memory layout only (same numbers up to rounding); ~12 % faster on CPU
     precision: str = "fp32"  # autocast of the probe's forward passes (experts.precision); fp32 or bf16
     num_workers: int = 0  # DataLoader workers for image loading
@@ -91,6 +107,10 @@ class Task2VecConfig:
             raise ValueError(f"head_solver must be sampled or full_batch, not {self.head_solver!r}")
         if self.fisher_sampling not in ("replacement", "stratified"):
             raise ValueError(f"fisher_sampling must be replacement or stratified, not {self.fisher_sampling!r}")
+        if self.head_batches not in ("shuffled", "dataset_order"):
+            raise ValueError(f"head_batches must be shuffled or dataset_order, not {self.head_batches!r}")
+        if self.augmentation not in ("crop", "random_resized_crop"):
+            raise ValueError(f"augmentation must be crop or random_resized_crop, not {self.augmentation!r}")
         if self.bn_mode not in ("train", "batch_detached", "eval"):
             raise ValueError(f"bn_mode must be train, batch_detached or eval, not {self.bn_mode!r}")
         positive = ("max_samples", "batch_size", "fisher_samples", "targets_per_forward", "head_samples_per_epoch")
@@ -103,7 +123,8 @@ class Task2VecConfig:
             raise ValueError("skip_layers must be >= 0")
 
 
-REFERENCE = Task2VecConfig(head_solver="sampled", fisher_samples=10_000, fisher_sampling="replacement")
+REFERENCE = Task2VecConfig(head_solver="sampled", fisher_samples=10_000, fisher_sampling="replacement",
+                           augmentation="random_resized_crop")
 """The reference's settings exactly (its ``Task2Vec.embed`` defaults), for those who need its numbers."""
 
 
@@ -112,9 +133,11 @@ class TaskEmbedding:
     """One task's embedding. ``n_samples`` is the number of images in the task's dataset.
 
     ``noise``: the estimated d_sym between this embedding and an independent run of the same
-    estimator on the same task (another seed), from two independent halves of this run's Fisher
-    draws (``experts.fisher.split_noise``); a lower bound (it misses the feature cache's noise, ~3x low
-    on ResNet-18 in BENCHMARKS.md 2026-12-07); None where the estimator gives none.
+    estimator on the same task (another seed). With ``independent_halves`` (the default) the run is
+    two independent half-runs (own augmentation draws, head and Fisher draws) and ``noise`` is their
+    d_sym / 2 (``experts.fisher.split_noise``), which sees every source of seed-to-seed noise;
+    without it (``REFERENCE``) only the Fisher draws are split and it is a lower bound. None where
+    the estimator gives none (variational, domain).
     """
 
     hessian: np.ndarray  # float32, one value per filter, network order
@@ -138,6 +161,7 @@ class FisherResult:
 
 Estimator = Callable[[Probe, FisherData, Task2VecConfig, torch.Generator], FisherResult]
 _ESTIMATORS: dict[str, Estimator] = {}
+_SPLIT_METHODS = ("montecarlo", "montecarlo_exact")  # estimators that keep even and odd batches apart
 
 
 def register_estimator(name: str) -> Callable[[Estimator], Estimator]:
@@ -208,24 +232,36 @@ def embed_task(
         if config.channels_last:
             net = net.to(memory_format=torch.channels_last)
         clock = time.perf_counter()
+        split = config.independent_halves and method in _SPLIT_METHODS
         with autocast(device, config.precision):
-            feats, pool_labels, pool = cache_features(net, dataset, labels, config, device, data_gen, progress)
+            feats, pool_labels, pool, halves = cache_features(net, dataset, labels, config, device, data_gen, progress,
+                                                              split=split)
         if config.precision != "fp32":  # the head and the Fisher's inputs in the probe's dtype
             dtype = net.classifier.weight.dtype
             feats, pool = feats.to(dtype), (None if pool is None else pool.to(dtype))
         seconds["cache"] = time.perf_counter() - clock
-        fit_head(net.classifier, feats, torch.as_tensor(pool_labels, device=device), config=config, generator=data_gen,
-                 progress=progress)
+        heads = fit_heads(net.classifier, feats, torch.as_tensor(pool_labels, device=device), halves, config=config,
+                          generator=data_gen, progress=progress)
         seconds["head"] = time.perf_counter() - clock - seconds["cache"]
-        data = fisher_data(dataset, labels, pool, pool_labels, config, device, data_gen, progress)
+        data = fisher_data(dataset, labels, pool, pool_labels, config, device, data_gen, progress, halves,
+                           None if halves is None else heads.put)
         with autocast_forward(net, device, config.precision):  # forwards mixed, gradients' squares float32
             result = estimator(net, data, config, draw_gen)
         seconds["fisher"] = time.perf_counter() - clock - seconds["cache"] - seconds["head"]
-    meta = {"num_classes": len(classes), "n_head_samples": len(pool_labels), "probe_info": probe.info.as_dict(),
+    meta = {"num_classes": len(classes), "independent_halves": split,
+            "n_head_samples": len(pool_labels) if halves is None else len(halves[0]),
+            "probe_info": probe.info.as_dict(),
             "config": dataclasses.asdict(config), "device": str(device), "precision": config.precision,
             "seconds": seconds, **result.meta}
     return TaskEmbedding(result.hessian.astype(np.float32), result.scale.astype(np.float32), method,
                          probe.info.name, probe.info.pretrained, len(labels), seed, meta, noise=result.noise)
+
+
+def feature_rows(n_images: int, config: Task2VecConfig, method: str) -> int:
+    """Images the feature pass of ``embed_task`` runs through the probe for a task of ``n_images`` (the cost
+    model's count): two sets of up to ``max_samples`` with ``independent_halves``, else one."""
+    sets = 2 if config.independent_halves and method in _SPLIT_METHODS else 1
+    return sets * min(n_images, config.max_samples)
 
 
 class _one_cpu_thread:
@@ -243,6 +279,54 @@ class _one_cpu_thread:
     def __exit__(self, *exc: object) -> None:
         if self.active:
             torch.set_num_threads(self.threads)
+
+
+class _Heads:
+    """The fitted head of each half (or the one head), put on the probe's classifier in place by ``put``."""
+
+    def __init__(self, head: nn.Linear, states: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.head, self.states = head, states
+
+    def put(self, half: int) -> None:
+        with torch.no_grad():
+            self.head.weight.copy_(self.states[half][0])
+            self.head.bias.copy_(self.states[half][1])
+
+
+def fit_heads(
+    head: nn.Linear, features: torch.Tensor, labels: torch.Tensor, halves: tuple[np.ndarray, np.ndarray] | None, *,
+    config: Task2VecConfig, generator: torch.Generator, progress: Progress | None = None,
+) -> _Heads:
+    """``fit_head`` on all ``features`` (``halves`` None: the head is left on ``head``), or one head per half,
+    each from the same initial weights; the first half's head is left on ``head``."""
+    if halves is None:
+        fit_head(head, features, labels, config=config, generator=generator, progress=progress)
+        return _Heads(head, [])
+    init = [p.detach().clone() for p in (head.weight, head.bias)]
+    states = []
+    for h, rows in enumerate(halves):
+        with torch.no_grad():
+            head.weight.copy_(init[0])
+            head.bias.copy_(init[1])
+        rows_t = torch.as_tensor(rows, device=features.device)
+        fit_head(head, features[rows_t], labels[rows_t], config=config, generator=generator,
+                 progress=_part(progress, h, len(halves)))
+        states.append((head.weight.detach().clone(), head.bias.detach().clone()))
+    heads = _Heads(head, states)
+    heads.put(0)
+    return heads
+
+
+def _part(progress: Progress | None, index: int, parts: int) -> Progress | None:
+    """``progress`` for part ``index`` of ``parts`` equal parts of one phase (one line, one ETA)."""
+    if progress is None:
+        return None
+
+    def report(phase: str, done: int, total: int) -> None:
+        if done or index == 0:  # a later part's start is the previous part's end, already reported
+            progress(phase, index * total + done, parts * total)
+
+    return report
 
 
 def fit_head(

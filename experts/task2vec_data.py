@@ -29,7 +29,14 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 @dataclass
 class FisherData:
-    """What an estimator may draw from: class-balanced batches of stage-``start`` inputs."""
+    """What an estimator may draw from: class-balanced batches of stage-``start`` inputs.
+
+    With ``halves`` (two index arrays into ``labels``), the run is two independent half-runs: even
+    batches are drawn from ``halves[0]`` and odd batches from ``halves[1]`` (each half's draws on their
+    own, then interleaved), and ``use_half(h)`` is called before each batch of half ``h`` (it puts that
+    half's head on the probe). Estimators that keep even and odd batches apart get two independent
+    estimates (``experts.fisher.split_noise``).
+    """
 
     load: Callable[[list[np.ndarray]], Iterator[torch.Tensor]]  # index batches -> input batches on the device
     labels: np.ndarray  # contiguous labels (0..C-1) of the pool the draws index
@@ -39,19 +46,36 @@ class FisherData:
     generator: torch.Generator  # CPU generator for the draws
     stratified: bool = False  # stratified_draws instead of class_balanced_draws
     progress: Progress | None = None  # called as ("fisher", batches done, batches in the epoch)
+    halves: tuple[np.ndarray, np.ndarray] | None = None
+    use_half: Callable[[int], None] | None = None
 
     def epoch(self, n_batches: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``n_batches`` (default ``samples // batch_size``) batches, labels on the input's device."""
         n_batches = self.samples // self.batch_size if n_batches is None else n_batches
-        draw = stratified_draws if self.stratified else class_balanced_draws
-        idx = draw(self.labels, n_batches * self.batch_size, self.generator)
-        chunks = list(idx.reshape(n_batches, self.batch_size))
+        chunks = self._draw(n_batches)
         if self.progress:
             self.progress("fisher", 0, n_batches)
         for done, (chunk, x) in enumerate(zip(chunks, self.load(chunks)), 1):
+            if self.use_half is not None:
+                self.use_half((done - 1) % 2)
             yield x, torch.as_tensor(self.labels[chunk], device=x.device)
             if self.progress:
                 self.progress("fisher", done, n_batches)
+
+    def _draw(self, n_batches: int) -> list[np.ndarray]:
+        draw = stratified_draws if self.stratified else class_balanced_draws
+        if self.halves is None:
+            idx = draw(self.labels, n_batches * self.batch_size, self.generator)
+            return list(idx.reshape(n_batches, self.batch_size))
+        per_half = []
+        for h, rows in enumerate(self.halves):
+            count = (n_batches + 1 - h) // 2  # even batches: half 0, odd: half 1
+            if count == 0:  # a single batch: the second half has none
+                per_half.append([])
+                continue
+            idx = rows[draw(self.labels[rows], count * self.batch_size, self.generator)]
+            per_half.append(list(idx.reshape(count, self.batch_size)))
+        return [per_half[i % 2][i // 2] for i in range(n_batches)]
 
 
 def dataset_labels(dataset: Dataset) -> np.ndarray:
@@ -148,12 +172,27 @@ def _to_input(x: torch.Tensor, device: torch.device, config: Task2VecConfig) -> 
 
 def cache_features(
     net: Probe, dataset: Dataset, labels: np.ndarray, config: Task2VecConfig, device: torch.device,
-    gen: torch.Generator, progress: Progress | None = None,
-) -> tuple[torch.Tensor, np.ndarray, torch.Tensor | None]:
-    """Penultimate features of up to ``max_samples`` images; stage-``skip_layers`` inputs too if asked."""
-    n = min(config.max_samples, len(labels))
-    order = torch.randperm(len(labels), generator=gen)[:n].numpy()
-    batches = np.array_split(order, -(-n // config.batch_size))  # equal sizes: no tiny last batch in train-mode BN
+    gen: torch.Generator, progress: Progress | None = None, split: bool = False,
+) -> tuple[torch.Tensor, np.ndarray, torch.Tensor | None, tuple[np.ndarray, np.ndarray] | None]:
+    """Penultimate features of up to ``max_samples`` images; stage-``skip_layers`` inputs too if asked.
+
+    ``config.head_batches``: ``shuffled``, a seeded random subset in shuffled, nearly equal batches;
+    ``dataset_order``, the first ``max_samples`` images in consecutive batches (the reference's: for a
+    class-sorted dataset, train-mode batch-norm then normalises nearly single-class batches).
+
+    Returns (features, their labels, the stage inputs or None, the halves or None). With ``split``,
+    two independent sets of rows, each a seeded random subset of up to ``max_samples`` images with its
+    own augmentation draws, in batches of its own (every image of a task under ``max_samples`` appears
+    in both, augmented twice): the halves are the row ranges of each set.
+    """
+    n_sets = 2 if split else 1
+    if config.head_batches == "dataset_order":  # the reference's: the first images, consecutive batches
+        sets = [np.arange(min(len(labels), config.max_samples)) for _ in range(n_sets)]
+        batches = [order[i:i + config.batch_size] for order in sets for i in range(0, len(order), config.batch_size)]
+    else:
+        sets = [torch.randperm(len(labels), generator=gen)[:config.max_samples].numpy() for _ in range(n_sets)]
+        # nearly equal batch sizes: never a tiny last batch in train-mode batch-norm
+        batches = [b for order in sets for b in np.array_split(order, -(-len(order) // config.batch_size))]
     feats, pool = [], []
     with torch.no_grad(), norm_mode(net, config.bn_mode):
         for done, (x, _) in enumerate(_loader(dataset, batches, config, gen), 1):
@@ -167,22 +206,28 @@ def cache_features(
             feats.append(net.features(x, start=config.skip_layers))
     if progress:
         progress("features", len(batches), len(batches))
-    return torch.cat(feats), labels[order], (torch.cat(pool) if pool else None)
+    halves = (np.arange(len(sets[0])), np.arange(len(sets[0]), len(sets[0]) + len(sets[1]))) if split else None
+    return torch.cat(feats), labels[np.concatenate(sets)], (torch.cat(pool) if pool else None), halves
 
 
 def fisher_data(
     dataset: Dataset, labels: np.ndarray, pool: torch.Tensor | None, pool_labels: np.ndarray,
     config: Task2VecConfig, device: torch.device, gen: torch.Generator, progress: Progress | None = None,
+    halves: tuple[np.ndarray, np.ndarray] | None = None, use_half: Callable[[int], None] | None = None,
 ) -> FisherData:
+    """The Fisher's draws: from the dataset (each half from every image), or with ``skip_layers`` from
+    the cached stage inputs (each half from its own rows of ``pool``)."""
     stratified = config.fisher_sampling == "stratified"
     if pool is not None:  # skip_layers: draw from the cached stage inputs (one augmentation per image)
         def load_pool(chunks: list[np.ndarray]) -> Iterator[torch.Tensor]:
             return (_to_input(pool[torch.as_tensor(c)], device, config) for c in chunks)
 
         return FisherData(load_pool, pool_labels, config.skip_layers, config.batch_size, config.fisher_samples, gen,
-                          stratified, progress)
+                          stratified, progress, halves, use_half)
 
     def load(chunks: list[np.ndarray]) -> Iterator[torch.Tensor]:
         return (_to_input(x, device, config) for x, _ in _loader(dataset, chunks, config, gen))
 
-    return FisherData(load, labels, 0, config.batch_size, config.fisher_samples, gen, stratified, progress)
+    every = np.arange(len(labels))
+    return FisherData(load, labels, 0, config.batch_size, config.fisher_samples, gen, stratified, progress,
+                      None if halves is None else (every, every), use_half)

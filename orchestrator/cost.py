@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from experts.task2vec import feature_rows
 from orchestrator.config import SweepConfig
 from orchestrator.plan import Plan, head_units, plan_transfer
 from orchestrator.stages.embeddings import EmbedDomain, EmbedTask
@@ -104,7 +105,8 @@ def estimate(the_plan: Plan, config: SweepConfig) -> dict[str, dict[str, float]]
         if isinstance(unit, EmbedTask):
             fisher = emb.task2vec_config().fisher_samples
             epochs = 2 if unit.method == "variational" else 1
-            out["embeddings"]["features"] += min(tasks[unit.task_id].n_train, emb.max_samples)
+            n_train = tasks[unit.task_id].n_train
+            out["embeddings"]["features"] += feature_rows(n_train, emb.task2vec_config(), unit.method)
             out["embeddings"]["fisher"] += fisher * epochs
         elif isinstance(unit, EmbedDomain):
             out["embeddings"]["features"] += max(tasks[t].n_train for t in unit.task_ids)

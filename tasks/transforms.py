@@ -18,6 +18,11 @@ gives the same tensor for the same draws.
 
 ``TrainTransform`` / ``EvalTransform`` chain (a) and (b) per item (a ``Dataset``'s transform):
 they take a PIL image (the raw path) or an already decoded ``uint8`` tensor (the cached path).
+
+``ReferenceTrainTransform`` is the one exception, kept for comparisons with the reference Task2Vec
+(awslabs/aws-cv-task2vec): its training transform, torchvision's ``RandomResizedCrop`` of the
+original image, flip and ImageNet normalisation. It cannot replay from the decoded cache (the crop
+box is drawn on the original image), so the sweep never uses it; ``embed`` with ``--reference`` does.
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ import torch
 from PIL import Image
 
 __all__ = [
-    "IMAGENET_MEAN", "IMAGENET_STD", "EvalTransform", "TrainTransform", "center_crops", "decode", "decoded_side",
-    "normalize", "random_crops",
+    "IMAGENET_MEAN", "IMAGENET_STD", "EvalTransform", "ReferenceTrainTransform", "TrainTransform", "center_crops",
+    "decode", "decoded_side", "normalize", "random_crops",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -139,3 +144,24 @@ class EvalTransform(_PerItem):
 
     def crop(self, images: Images) -> torch.Tensor:
         return center_crops(images, self.image_size)
+
+
+class ReferenceTrainTransform:
+    """The reference Task2Vec's training transform per PIL image: ``RandomResizedCrop(image_size)``
+    (scale 0.08-1, ratio 3/4-4/3, bilinear), a horizontal flip with p = 1/2, ImageNet normalisation.
+    Draws come from torch's global RNG, as in torchvision."""
+
+    def __init__(self, image_size: int) -> None:
+        from torchvision import transforms as T
+
+        self.image_size = image_size
+        self.transform = T.Compose([T.RandomResizedCrop(image_size), T.RandomHorizontalFlip(), T.ToTensor(),
+                                    T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        if isinstance(image, torch.Tensor):
+            raise TypeError("ReferenceTrainTransform crops the original image; it cannot take a decoded cache entry")
+        return self.transform(image.convert("RGB"))
+
+    def __repr__(self) -> str:
+        return f"ReferenceTrainTransform(image_size={self.image_size})"

@@ -27,7 +27,8 @@ def test_reference_preset_is_the_reference_and_defaults_differ_only_where_docume
         64, 10, 10_000, "train")
     fields = {f.name for f in dataclasses.fields(Task2VecConfig)}
     differ = {f for f in fields if getattr(REFERENCE, f) != getattr(Task2VecConfig(), f)}
-    assert differ == {"head_solver", "fisher_samples", "fisher_sampling"}
+    assert differ == {"head_solver", "fisher_samples", "fisher_sampling", "augmentation"}
+    assert REFERENCE.augmentation == "random_resized_crop" and not REFERENCE.independent_halves
     with pytest.raises(ValueError, match="head_solver"):
         Task2VecConfig(head_solver="lbfgs")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="fisher_sampling"):
@@ -77,6 +78,49 @@ def test_every_fisher_embedding_carries_a_deterministic_noise_estimate(method: s
     assert a.noise is not None and 0 < a.noise < 1 and a.noise == b.noise
     more = embed_task(_task(), probe, method=method, config=dataclasses.replace(SMALL, fisher_samples=192), seed=0)
     assert more.noise < a.noise  # four times the draws: less noise (expected ~4x less)
+
+
+def test_independent_halves_are_two_half_runs_with_their_own_features_heads_and_draws() -> None:
+    """Each half has its own augmentation draws (a small task: every image twice), its own head, and its own
+    Fisher batches; the embedding is their mean. Without halves (REFERENCE) one head sees one pass."""
+    probe = create_backbone("tiny_resnet", weights="random", seed=0)
+    seen: list[int] = []
+
+    def augmenting(n: int = 24) -> TensorDataset:
+        """24 < max_samples: each half sees every image; the augmentation (global RNG) shows in the inputs."""
+        class Noisy(TensorDataset):
+            def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
+                x, y = super().__getitem__(i)
+                seen.append(i)
+                return x + 0.1 * torch.randn(x.shape), y
+        base = _task(n)
+        return Noisy(*base.tensors)
+
+    split = dataclasses.replace(SMALL, independent_halves=True)
+    halves = embed_task(augmenting(), probe, config=split, seed=0)
+    assert sorted(seen[:48]) == sorted(list(range(24)) * 2)  # the feature pass: every image, twice
+    assert halves.meta["independent_halves"] and halves.meta["n_head_samples"] == 24
+    seen.clear()
+    one = embed_task(augmenting(), probe, config=SMALL, seed=0)
+    assert sorted(seen[:24]) == list(range(24)) and not one.meta["independent_halves"]
+    assert halves.noise is not None and one.noise is not None
+    assert not np.allclose(halves.hessian, one.hessian)
+    variational = embed_task(augmenting(), probe, method="variational", config=split, seed=0)
+    assert not variational.meta["independent_halves"]  # one head; no noise estimate
+
+
+def test_fisher_draws_of_each_half_come_from_its_own_rows() -> None:
+    from experts.task2vec_data import FisherData
+
+    labels = np.arange(40) % 2
+    halves = (np.arange(0, 20), np.arange(20, 40))
+    used: list[int] = []
+    data = FisherData(lambda chunks: (torch.as_tensor(c) for c in chunks), labels, 0, 4, 36,
+                      torch.Generator().manual_seed(0), True, None, halves, used.append)
+    batches = [x for x, _ in data.epoch()]
+    assert len(batches) == 9 and used == [0, 1] * 4 + [0]
+    for i, b in enumerate(batches):
+        assert set(b.tolist()) <= set(halves[i % 2].tolist())
 
 
 def test_variational_has_no_noise_estimate_and_progress_reports_every_phase() -> None:

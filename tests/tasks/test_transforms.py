@@ -11,8 +11,8 @@ from PIL import Image
 from torchvision import transforms as tv
 
 from tasks.transforms import (
-    IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainTransform, center_crops, decode, decoded_side, normalize,
-    random_crops,
+    IMAGENET_MEAN, IMAGENET_STD, EvalTransform, ReferenceTrainTransform, TrainTransform, center_crops, decode,
+    decoded_side, normalize, random_crops,
 )
 
 
@@ -93,3 +93,18 @@ def test_transforms_survive_pickling_for_dataloader_workers() -> None:
 
     t = pickle.loads(pickle.dumps(TrainTransform(24)))
     assert t.image_size == 24 and repr(t) == "TrainTransform(image_size=24)"
+
+
+def test_reference_transform_is_torchvisions_random_resized_crop_and_refuses_cached_tensors(tmp_path: Path) -> None:
+    image = Image.open(_jpeg(tmp_path, w=90, h=70))
+    ref = tv.Compose([tv.RandomResizedCrop(32), tv.RandomHorizontalFlip(), tv.ToTensor(),
+                      tv.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    torch.manual_seed(3)
+    expected = ref(image.convert("RGB"))
+    torch.manual_seed(3)
+    got = ReferenceTrainTransform(32)(image)
+    assert got.shape == (3, 32, 32) and torch.equal(got, expected)
+    torch.manual_seed(3)
+    assert not torch.equal(TrainTransform(32)(image), got)  # the sweep's crop is another augmentation
+    with pytest.raises(TypeError, match="original image"):
+        ReferenceTrainTransform(32)(decode(image, 32))

@@ -8,9 +8,16 @@ task) pair, Monte Carlo + variational + domain embeddings, every distance) at ti
 ``orchestrate report``. The driver is SIGKILLed in the middle of the heads stage and the run is
 finished with ``--resume``; the objects committed before the kill must come back untouched.
 
-``--fraction F`` keeps every task but only a fraction of each dataset's images (iNat never goes
-below 39,498 training + one validation image per species: that keeps every species and the order
-ranking). ``--experts N`` keeps N of the preset's fine-tuned experts (a machine too small for 155).
+``--fraction F`` keeps every task (1,458) but only a fraction of each dataset's images:
+- iNat: ``F`` of each order's species (``round(n × F)``, at least 2, at most the order's ``n``: every
+  order of two or more species stays a candidate task, so the 207 order tasks stay), ``F`` of the
+  437,513 training images (one per kept species at least) and ``round(3 × F)`` validation images per
+  kept species (at least 1). Below 39,498 training images the orders' ranking is no longer the Task2Vec
+  one (ties broken by order name), so which 207 of the 208 candidate orders are tasks may differ.
+  At 0.02: 541 species, 8,750 + 541 images.
+- CUB: ``F`` of the 11,788 images, two per class at least (400); iMaterialist: ``F`` of the training
+  and validation images, 1,000 and 100 at least; DeepFashion: ``F`` of the 289,222 images, 3,000 at least.
+``--experts N`` keeps N of the preset's fine-tuned experts (a machine too small for 155).
 ``--s3`` writes to a SeaweedFS server on 127.0.0.1 (else a local folder); ``--ray-job`` starts a
 two-node Ray cluster with ``ray start`` and submits the driver with ``ray job submit``. The last
 line printed is one JSON object (``rehearse`` builds it).
@@ -64,7 +71,7 @@ TINY = {
 def write_datasets(work: Path, fraction: float) -> dict[str, Path]:
     """Manifests of every dataset at ``fraction`` of its images (generated once per fraction)."""
     writers = {
-        "inat2018": lambda r: write_inat2018_manifests(r, n_train=round(N_TRAIN * fraction),
+        "inat2018": lambda r: write_inat2018_manifests(r, n_train=round(N_TRAIN * fraction), species_fraction=fraction,
                                                        val_per_species=max(1, round(VAL_PER_SPECIES * fraction))),
         "cub200": lambda r: write_cub_manifests(r, n_images=round(11_788 * fraction)),
         "imat2018": lambda r: write_imat_manifests(r, n_train=max(1000, round(1_014_544 * fraction)),

@@ -85,16 +85,18 @@ def leep(source_probs: np.ndarray, labels: np.ndarray) -> float:
 
 def nce(source_labels: np.ndarray, labels: np.ndarray) -> float:
     """NCE = −H(Y | Z) in nats for hard source labels Z and target labels Y (both integer)."""
-    z = np.asarray(source_labels)
-    y = np.asarray(labels)
-    _, zi = np.unique(z, return_inverse=True)
-    _, yi = np.unique(y, return_inverse=True)
-    joint = np.zeros((zi.max() + 1, yi.max() + 1))
-    np.add.at(joint, (zi, yi), 1.0)
-    joint /= len(y)
-    cond = joint / joint.sum(1, keepdims=True)  # P(y | z)
+    zi, yi = _codes(source_labels), _codes(labels)
+    width = int(yi.max()) + 1
+    joint = np.bincount(zi * width + yi, minlength=(int(zi.max()) + 1) * width).reshape(-1, width) / len(yi)
+    p_z = np.broadcast_to(joint.sum(1, keepdims=True), joint.shape)
     mask = joint > 0
-    return float((joint[mask] * np.log(cond[mask])).sum())
+    return float((joint[mask] * np.log(joint[mask] / p_z[mask])).sum())  # Σ P(y, z) log P(y | z)
+
+
+def _codes(labels: np.ndarray) -> np.ndarray:
+    """Integer labels as codes 0..: themselves when none is negative (no sort), else their ranks."""
+    labels = np.asarray(labels)
+    return labels if labels.min() >= 0 else np.unique(labels, return_inverse=True)[1]
 
 
 def hscore(features: np.ndarray, labels: np.ndarray) -> float:
@@ -112,8 +114,10 @@ def _shrunk_inverse(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _hscore(centred: np.ndarray, cov_pinv: np.ndarray, y: np.ndarray) -> float:
     """tr(Σ⁻¹ B) with B = Σ_k n_k μ_k μ_kᵀ / n, μ_k the class means of the centred features."""
-    _, yi, counts = np.unique(y, return_inverse=True, return_counts=True)
-    sums = np.eye(len(counts))[yi].T @ centred  # (K, D) class sums (a matrix product: np.add.at is slow)
+    yi = _codes(y)
+    counts = np.bincount(yi)
+    sums = (np.eye(len(counts))[yi].T @ centred)[counts > 0]  # (K, D) class sums (np.add.at is slow)
+    counts = counts[counts > 0]
     between = sums.T @ (sums / counts[:, None]) / len(centred)
     return float(np.trace(cov_pinv @ between))
 

@@ -108,3 +108,5 @@ def test_scores_on_a_shared_basis_equal_the_scores_computed_alone() -> None:
         assert basis_scores(basis, y) == pytest.approx(alone, rel=1e-10)
         assert all_scores(f, y, logits) == pytest.approx(alone, rel=1e-10)
     assert basis_scores(score_basis(f, None), y)["leep"] is None
+    assert nce(logits.argmax(1) - 3, 2 * y - 5) == pytest.approx(nce(logits.argmax(1), y), rel=1e-12)  # any codes
+    assert hscore(f, 2 * y) == pytest.approx(hscore(f, y), rel=1e-12)  # an empty class changes nothing

@@ -55,6 +55,9 @@ DISTINCT_JPEGS = 300
 STAGE_LINE = re.compile(r"stage (\w+): (\d+) planned, (\d+) already committed, (\d+) committed now, "
                         r"(\d+) failed in ([\d.]+) s")
 UNITS_LINE = re.compile(r"stage (\w+): (\d+) units, (\d+) to run")
+RAY_UP_LINE = re.compile(r"Ray runner: \d+ worker actor")
+RAY_STARTUP_TIMEOUT = "timed out during startup"  # ray.init gives a new node 30 s (hard-coded in Ray)
+RAY_STARTUP_TRIES = 5
 
 # The study at tiny budgets: what the task2vec-study preset holds, with the compute turned down.
 TINY = {
@@ -192,6 +195,22 @@ class Driver:
         return code
 
 
+def start_driver(command: list[str], stop, *, env: dict[str, str], log_path: Path) -> Driver:
+    """A driver whose Ray came up. Ray gives a new local node 30 s to register (hard-coded), which a
+    nice-19 driver on a machine whose CPUs other processes hold can miss: such a start is retried."""
+    for attempt in range(1, RAY_STARTUP_TRIES + 1):
+        driver = Driver(command, stop, env=env, log_path=log_path)
+        while driver.process.poll() is None and not driver.seen(RAY_UP_LINE):
+            time.sleep(1.0)
+        if driver.seen(RAY_UP_LINE) or driver.process.poll() is None:
+            return driver
+        driver.wait(60)  # ended before its Ray came up: read all of its output
+        if attempt == RAY_STARTUP_TRIES or not any(RAY_STARTUP_TIMEOUT in line for _, line in driver.lines):
+            return driver
+        log(f"the driver's Ray did not start within Ray's 30 s (try {attempt} of {RAY_STARTUP_TRIES}); retrying")
+    return driver
+
+
 class PeakRss:
     """Peak RSS (VmHWM) of the driver and of the worker actors, sampled from /proc every second."""
 
@@ -293,8 +312,9 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         # RAY_worker_niceness=0: Ray runs workers at nice 15, which on a shared machine hands their CPU
         # to everyone else's processes; 0 is the same share as any other process
+        # RAY_worker_register_timeout_seconds: a worker starting on a starved machine may take minutes
         env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_USAGE_STATS_ENABLED="0", REHEARSAL_TAG=tag,
-                   AWS_EC2_METADATA_DISABLED="true", RAY_worker_niceness="0")
+                   AWS_EC2_METADATA_DISABLED="true", RAY_worker_niceness="0", RAY_worker_register_timeout_seconds="600")
         results = str(work / "results")
         if args.s3:
             from tests.fixtures.s3_server import running_s3_server
@@ -345,7 +365,7 @@ def rehearse(command, env: dict, results: str, work: Path, kill_at: float) -> di
     rss = PeakRss(env["REHEARSAL_TAG"])
     log_path = work / "driver.log"
     log_path.write_text("")
-    first = Driver(*command(["--run-id", RUN_ID]), env=env, log_path=log_path)
+    first = start_driver(*command(["--run-id", RUN_ID]), env=env, log_path=log_path)
     kill_time, heads_start = wait_mid_heads(first, store, kill_at)
     killed_at = first.kill() if kill_time is None else kill_time
     first.wait(60)
@@ -353,7 +373,7 @@ def rehearse(command, env: dict, results: str, work: Path, kill_at: float) -> di
     before = committed_snapshot(store, RUN_ID)
     log(f"driver killed in the heads stage; {sum('/_done/' in k for k in before)} units committed; resuming")
     resume_start = time.monotonic()
-    second = Driver(*command(["--resume", RUN_ID]), env=env, log_path=log_path)
+    second = start_driver(*command(["--resume", RUN_ID]), env=env, log_path=log_path)
     code = second.wait()
     resume_wall = time.monotonic() - resume_start
     peaks = rss.stop()

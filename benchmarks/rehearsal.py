@@ -57,7 +57,7 @@ STAGE_LINE = re.compile(r"stage (\w+): (\d+) planned, (\d+) already committed, (
 UNITS_LINE = re.compile(r"stage (\w+): (\d+) units, (\d+) to run")
 RAY_UP_LINE = re.compile(r"Ray runner: \d+ worker actor")
 RAY_STARTUP_TIMEOUT = "timed out during startup"  # ray.init gives a new node 30 s (hard-coded in Ray)
-RAY_STARTUP_TRIES = 5
+RAY_STARTUP_TRIES = 10
 
 # The study at tiny budgets: what the task2vec-study preset holds, with the compute turned down.
 TINY = {
@@ -195,11 +195,14 @@ class Driver:
         return code
 
 
-def start_driver(command: list[str], stop, *, env: dict[str, str], log_path: Path) -> Driver:
+def start_driver(command, extra: list[str], store, *, env: dict[str, str], log_path: Path) -> Driver:
     """A driver whose Ray came up. Ray gives a new local node 30 s to register (hard-coded), which a
-    nice-19 driver on a machine whose CPUs other processes hold can miss: such a start is retried."""
+    nice-19 driver on a machine whose CPUs other processes hold can miss: such a start is retried, with
+    ``--resume`` once the failed try has written the run's ``run.json``."""
     for attempt in range(1, RAY_STARTUP_TRIES + 1):
-        driver = Driver(command, stop, env=env, log_path=log_path)
+        if attempt > 1 and store.exists(f"{RUN_ID}/run.json"):
+            extra = ["--resume", RUN_ID]
+        driver = Driver(*command(extra), env=env, log_path=log_path)
         while driver.process.poll() is None and not driver.seen(RAY_UP_LINE):
             time.sleep(1.0)
         if driver.seen(RAY_UP_LINE) or driver.process.poll() is None:
@@ -365,7 +368,7 @@ def rehearse(command, env: dict, results: str, work: Path, kill_at: float) -> di
     rss = PeakRss(env["REHEARSAL_TAG"])
     log_path = work / "driver.log"
     log_path.write_text("")
-    first = start_driver(*command(["--run-id", RUN_ID]), env=env, log_path=log_path)
+    first = start_driver(command, ["--run-id", RUN_ID], store, env=env, log_path=log_path)
     kill_time, heads_start = wait_mid_heads(first, store, kill_at)
     killed_at = first.kill() if kill_time is None else kill_time
     first.wait(60)
@@ -373,7 +376,7 @@ def rehearse(command, env: dict, results: str, work: Path, kill_at: float) -> di
     before = committed_snapshot(store, RUN_ID)
     log(f"driver killed in the heads stage; {sum('/_done/' in k for k in before)} units committed; resuming")
     resume_start = time.monotonic()
-    second = start_driver(*command(["--resume", RUN_ID]), env=env, log_path=log_path)
+    second = start_driver(command, ["--resume", RUN_ID], store, env=env, log_path=log_path)
     code = second.wait()
     resume_wall = time.monotonic() - resume_start
     peaks = rss.stop()

@@ -8,9 +8,16 @@ task) pair, Monte Carlo + variational + domain embeddings, every distance) at ti
 ``orchestrate report``. The driver is SIGKILLed in the middle of the heads stage and the run is
 finished with ``--resume``; the objects committed before the kill must come back untouched.
 
-``--fraction F`` keeps every task but only a fraction of each dataset's images (iNat never goes
-below 39,498 training + one validation image per species: that keeps every species and the order
-ranking). ``--experts N`` keeps N of the preset's fine-tuned experts (a machine too small for 155).
+``--fraction F`` keeps every task (1,458) but only a fraction of each dataset's images:
+- iNat: ``F`` of each order's species (``round(n × F)``, at least 2, at most the order's ``n``: every
+  order of two or more species stays a candidate task, so the 207 order tasks stay), ``F`` of the
+  437,513 training images (one per kept species at least) and ``round(3 × F)`` validation images per
+  kept species (at least 1). Below 39,498 training images the orders' ranking is no longer the Task2Vec
+  one (ties broken by order name), so which 207 of the 208 candidate orders are tasks may differ.
+  At 0.02: 541 species, 8,750 + 541 images.
+- CUB: ``F`` of the 11,788 images, two per class at least (400); iMaterialist: ``F`` of the training
+  and validation images, 1,000 and 100 at least; DeepFashion: ``F`` of the 289,222 images, 3,000 at least.
+``--experts N`` keeps N of the preset's fine-tuned experts (a machine too small for 155).
 ``--s3`` writes to a SeaweedFS server on 127.0.0.1 (else a local folder); ``--ray-job`` starts a
 two-node Ray cluster with ``ray start`` and submits the driver with ``ray job submit``. The last
 line printed is one JSON object (``rehearse`` builds it).
@@ -48,6 +55,9 @@ DISTINCT_JPEGS = 300
 STAGE_LINE = re.compile(r"stage (\w+): (\d+) planned, (\d+) already committed, (\d+) committed now, "
                         r"(\d+) failed in ([\d.]+) s")
 UNITS_LINE = re.compile(r"stage (\w+): (\d+) units, (\d+) to run")
+RAY_UP_LINE = re.compile(r"Ray runner: \d+ worker actor")
+RAY_STARTUP_TIMEOUT = "timed out during startup"  # ray.init gives a new node 30 s (hard-coded in Ray)
+RAY_STARTUP_TRIES = 10
 
 # The study at tiny budgets: what the task2vec-study preset holds, with the compute turned down.
 TINY = {
@@ -64,7 +74,7 @@ TINY = {
 def write_datasets(work: Path, fraction: float) -> dict[str, Path]:
     """Manifests of every dataset at ``fraction`` of its images (generated once per fraction)."""
     writers = {
-        "inat2018": lambda r: write_inat2018_manifests(r, n_train=round(N_TRAIN * fraction),
+        "inat2018": lambda r: write_inat2018_manifests(r, n_train=round(N_TRAIN * fraction), species_fraction=fraction,
                                                        val_per_species=max(1, round(VAL_PER_SPECIES * fraction))),
         "cub200": lambda r: write_cub_manifests(r, n_images=round(11_788 * fraction)),
         "imat2018": lambda r: write_imat_manifests(r, n_train=max(1000, round(1_014_544 * fraction)),
@@ -185,6 +195,25 @@ class Driver:
         return code
 
 
+def start_driver(command, extra: list[str], store, *, env: dict[str, str], log_path: Path) -> Driver:
+    """A driver whose Ray came up. Ray gives a new local node 30 s to register (hard-coded), which a
+    nice-19 driver on a machine whose CPUs other processes hold can miss: such a start is retried, with
+    ``--resume`` once the failed try has written the run's ``run.json``."""
+    for attempt in range(1, RAY_STARTUP_TRIES + 1):
+        if attempt > 1 and store.exists(f"{RUN_ID}/run.json"):
+            extra = ["--resume", RUN_ID]
+        driver = Driver(*command(extra), env=env, log_path=log_path)
+        while driver.process.poll() is None and not driver.seen(RAY_UP_LINE):
+            time.sleep(1.0)
+        if driver.seen(RAY_UP_LINE) or driver.process.poll() is None:
+            return driver
+        driver.wait(60)  # ended before its Ray came up: read all of its output
+        if attempt == RAY_STARTUP_TRIES or not any(RAY_STARTUP_TIMEOUT in line for _, line in driver.lines):
+            return driver
+        log(f"the driver's Ray did not start within Ray's 30 s (try {attempt} of {RAY_STARTUP_TRIES}); retrying")
+    return driver
+
+
 class PeakRss:
     """Peak RSS (VmHWM) of the driver and of the worker actors, sampled from /proc every second."""
 
@@ -286,8 +315,9 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         # RAY_worker_niceness=0: Ray runs workers at nice 15, which on a shared machine hands their CPU
         # to everyone else's processes; 0 is the same share as any other process
+        # RAY_worker_register_timeout_seconds: a worker starting on a starved machine may take minutes
         env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_USAGE_STATS_ENABLED="0", REHEARSAL_TAG=tag,
-                   AWS_EC2_METADATA_DISABLED="true", RAY_worker_niceness="0")
+                   AWS_EC2_METADATA_DISABLED="true", RAY_worker_niceness="0", RAY_worker_register_timeout_seconds="600")
         results = str(work / "results")
         if args.s3:
             from tests.fixtures.s3_server import running_s3_server
@@ -338,7 +368,7 @@ def rehearse(command, env: dict, results: str, work: Path, kill_at: float) -> di
     rss = PeakRss(env["REHEARSAL_TAG"])
     log_path = work / "driver.log"
     log_path.write_text("")
-    first = Driver(*command(["--run-id", RUN_ID]), env=env, log_path=log_path)
+    first = start_driver(command, ["--run-id", RUN_ID], store, env=env, log_path=log_path)
     kill_time, heads_start = wait_mid_heads(first, store, kill_at)
     killed_at = first.kill() if kill_time is None else kill_time
     first.wait(60)
@@ -346,7 +376,7 @@ def rehearse(command, env: dict, results: str, work: Path, kill_at: float) -> di
     before = committed_snapshot(store, RUN_ID)
     log(f"driver killed in the heads stage; {sum('/_done/' in k for k in before)} units committed; resuming")
     resume_start = time.monotonic()
-    second = Driver(*command(["--resume", RUN_ID]), env=env, log_path=log_path)
+    second = start_driver(command, ["--resume", RUN_ID], store, env=env, log_path=log_path)
     code = second.wait()
     resume_wall = time.monotonic() - resume_start
     peaks = rss.stop()

@@ -48,7 +48,11 @@ def write_cub_manifests(root: Path, *, seed: int = 0, n_images: int = 11_788) ->
 
 
 def write_imat_manifests(root: Path, *, n_train: int = 1_014_544, n_val: int = 9_897, seed: int = 0) -> None:
-    """``root/train.json`` and ``root/validation.json`` with labels over all 228 ids."""
+    """``root/train.json`` and ``root/validation.json`` with labels over all 228 ids.
+
+    Every label is on at least one training image (the first 228 label draws of ``train.json`` are each
+    id once), so all 228 binary tasks exist at any ``n_train`` of 228 or more: popularity is long-tailed
+    (Dirichlet 0.5), and by chance alone a few rare labels would have no positive image."""
     rng = np.random.default_rng(seed)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -56,6 +60,8 @@ def write_imat_manifests(root: Path, *, n_train: int = 1_014_544, n_val: int = 9
     for fname, n, first in (("train.json", n_train, 1), ("validation.json", n_val, 1)):
         counts = rng.integers(1, 9, size=n)
         flat = rng.choice(228, size=int(counts.sum()), p=popularity) + 1
+        if fname == "train.json":
+            flat[:228] = rng.permutation(228) + 1
         bounds = np.concatenate([[0], np.cumsum(counts)])
         ids = [str(first + i) for i in range(n)]
         doc = {

@@ -55,23 +55,38 @@ def _falling(counts: np.ndarray) -> np.ndarray:
 
 def few_train_images_per_order(n_species: np.ndarray, total: int) -> np.ndarray:
     """Like ``train_images_per_order`` for a small ``total``: each order first gets the fewest images that
-    keep one per species and the strict fall with the index (39,498 in all), then the rest by weight."""
-    counts = _falling(n_species.copy())
+    keep one per species and the strict fall with the index (39,498 in all with every species), then the
+    rest by weight. When ``total`` is below that floor (fewer species kept, ``species_kept``), the strict
+    fall is dropped: each order gets one image per species, then the rest by weight."""
+    falling = _falling(n_species.copy())
+    counts = falling if falling.sum() <= total else n_species.copy()
     weights = 1.0 / np.arange(1, len(n_species) + 1) ** 1.1
     counts += np.floor(weights / weights.sum() * max(0, total - counts.sum())).astype(np.int64)
     return counts
 
 
+def species_kept(n_species: np.ndarray, fraction: float) -> np.ndarray:
+    """Species per order at ``fraction``: ``round(n * fraction)``, but never fewer than 2 (an order with 2
+    or more species stays a candidate task, ``inat_min_species``) and never more than the order has."""
+    return np.minimum(n_species, np.maximum(2, np.round(n_species * fraction).astype(np.int64)))
+
+
 def write_inat2018_manifests(root: Path, *, seed: int = 0, n_train: int = N_TRAIN,
-                             val_per_species: int = VAL_PER_SPECIES) -> None:
+                             val_per_species: int = VAL_PER_SPECIES, species_fraction: float = 1.0) -> None:
     """Write iNat2018-sized ``train2018.json``, ``val2018.json`` and ``categories.json`` under ``root``.
 
     ``n_train`` below the real count keeps every species and the order ranking
     (``few_train_images_per_order``: 39,498 images at least); ``val_per_species`` likewise.
+    ``species_fraction`` below 1 keeps only ``species_kept`` species of each order (every order with two
+    or more species keeps two or more, so the same orders qualify as tasks); with so few species the
+    training images may go below 39,498 (one per kept species at least), and then the orders' ranking
+    is no longer the Task2Vec one (ties, broken by order name).
     """
     rng = np.random.default_rng(seed)
     orders = read_orders_tsv()
     n_species = np.array([int(r["n_species"]) for r in orders])
+    if species_fraction < 1:
+        n_species = species_kept(n_species, species_fraction)
     per_order = (train_images_per_order(n_species) if n_train >= N_TRAIN
                  else few_train_images_per_order(n_species, n_train))
 

@@ -13,9 +13,16 @@ expert's own classifier outputs on those images.
   hard source labels Z (we take Z = the argmax of the expert's own head).
 - ``hscore``: Bao et al. 2019, tr(cov(F)⁻¹ cov(E[F | y])), regularised as in Ibrahim et al. 2022
   with the Ledoit-Wolf shrinkage estimate of cov(F) (scikit-learn).
+
+What depends only on the rows, not on the labels (the eigen-decomposition of FᵀF, the inverse of the
+shrunk covariance, the source predictive distribution) is a ``ScoreBasis``, made once per row set by
+``score_basis``: every binary task of a source has the same training rows, so a heads unit scores its
+hundreds of tasks on one basis (``basis_scores``) instead of decomposing the same matrices per task.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.covariance import LedoitWolf
@@ -24,10 +31,19 @@ from sklearn.covariance import LedoitWolf
 def logme(features: np.ndarray, labels: np.ndarray, *, max_iter: int = 11, tol: float = 1e-3) -> float:
     """LogME of ``features`` for ``labels`` (K ≥ 2 classes; one regression per one-hot column)."""
     f = np.asarray(features, dtype=np.float64)
-    y = np.asarray(labels)
-    n, dim = f.shape
-    eigvals, eigvecs = np.linalg.eigh(f.T @ f)  # σ_i = squared singular values, (D,)
-    sigma = np.clip(eigvals, 0.0, None)
+    sigma, eigvecs = _gram_eigen(f)
+    return _logme(f, np.asarray(labels), sigma, eigvecs, max_iter=max_iter, tol=tol)
+
+
+def _gram_eigen(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """σ_i (the squared singular values of ``f``, clipped at 0) and the eigenvectors of FᵀF."""
+    eigvals, eigvecs = np.linalg.eigh(f.T @ f)
+    return np.clip(eigvals, 0.0, None), eigvecs
+
+
+def _logme(f: np.ndarray, y: np.ndarray, sigma: np.ndarray, eigvecs: np.ndarray, *, max_iter: int = 11,
+           tol: float = 1e-3) -> float:
+    n = len(f)
     evidences = []
     for k in range(max(2, int(y.max()) + 1)):
         target = (y == k).astype(np.float64)
@@ -69,38 +85,77 @@ def leep(source_probs: np.ndarray, labels: np.ndarray) -> float:
 
 def nce(source_labels: np.ndarray, labels: np.ndarray) -> float:
     """NCE = −H(Y | Z) in nats for hard source labels Z and target labels Y (both integer)."""
-    z = np.asarray(source_labels)
-    y = np.asarray(labels)
-    _, zi = np.unique(z, return_inverse=True)
-    _, yi = np.unique(y, return_inverse=True)
-    joint = np.zeros((zi.max() + 1, yi.max() + 1))
-    np.add.at(joint, (zi, yi), 1.0)
-    joint /= len(y)
-    cond = joint / joint.sum(1, keepdims=True)  # P(y | z)
+    zi, yi = _codes(source_labels), _codes(labels)
+    width = int(yi.max()) + 1
+    joint = np.bincount(zi * width + yi, minlength=(int(zi.max()) + 1) * width).reshape(-1, width) / len(yi)
+    p_z = np.broadcast_to(joint.sum(1, keepdims=True), joint.shape)
     mask = joint > 0
-    return float((joint[mask] * np.log(cond[mask])).sum())
+    return float((joint[mask] * np.log(joint[mask] / p_z[mask])).sum())  # Σ P(y, z) log P(y | z)
+
+
+def _codes(labels: np.ndarray) -> np.ndarray:
+    """Integer labels as codes 0..: themselves when none is negative (no sort), else their ranks."""
+    labels = np.asarray(labels)
+    return labels if labels.min() >= 0 else np.unique(labels, return_inverse=True)[1]
 
 
 def hscore(features: np.ndarray, labels: np.ndarray) -> float:
     """Regularised H-score: tr(Σ_LW⁻¹ cov(E[F | y])) with Σ_LW the Ledoit-Wolf covariance of F."""
+    centred, cov_pinv = _shrunk_inverse(np.asarray(features, dtype=np.float64))
+    return _hscore(centred, cov_pinv, np.asarray(labels))
+
+
+def _shrunk_inverse(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``f`` centred, and the pseudo-inverse of its Ledoit-Wolf covariance."""
+    centred = f - f.mean(0)
+    cov = LedoitWolf(assume_centered=True).fit(centred).covariance_
+    return centred, np.linalg.pinv(cov, hermitian=True)
+
+
+def _hscore(centred: np.ndarray, cov_pinv: np.ndarray, y: np.ndarray) -> float:
+    """tr(Σ⁻¹ B) with B = Σ_k n_k μ_k μ_kᵀ / n, μ_k the class means of the centred features."""
+    yi = _codes(y)
+    counts = np.bincount(yi)
+    sums = (np.eye(len(counts))[yi].T @ centred)[counts > 0]  # (K, D) class sums (np.add.at is slow)
+    counts = counts[counts > 0]
+    between = sums.T @ (sums / counts[:, None]) / len(centred)
+    return float(np.trace(cov_pinv @ between))
+
+
+@dataclass(frozen=True)
+class ScoreBasis:
+    """What every task scored on the same rows shares (``score_basis``); the labels come per task."""
+
+    features: np.ndarray  # (n, D) float64
+    sigma: np.ndarray  # LogME: eigenvalues of FᵀF, clipped at 0
+    eigvecs: np.ndarray  # LogME: eigenvectors of FᵀF
+    centred: np.ndarray  # H-score: F minus its column means
+    cov_pinv: np.ndarray  # H-score: pseudo-inverse of the Ledoit-Wolf covariance
+    probs: np.ndarray | None  # LEEP: the source head's softmax, (n, Z); None without a head
+    source_labels: np.ndarray | None  # NCE: the source head's argmax, (n,)
+
+
+def score_basis(features: np.ndarray, source_logits: np.ndarray | None) -> ScoreBasis:
+    """The label-free part of ``all_scores`` for these rows (one eigen-decomposition, one covariance fit)."""
     f = np.asarray(features, dtype=np.float64)
+    sigma, eigvecs = _gram_eigen(f)
+    centred, cov_pinv = _shrunk_inverse(f)
+    probs = labels = None
+    if source_logits is not None:
+        e = np.exp(source_logits - source_logits.max(1, keepdims=True))
+        probs, labels = e / e.sum(1, keepdims=True), source_logits.argmax(1)
+    return ScoreBasis(f, sigma, eigvecs, centred, cov_pinv, probs, labels)
+
+
+def basis_scores(basis: ScoreBasis, labels: np.ndarray) -> dict[str, float | None]:
+    """The four scores of one task whose training rows are ``basis``'s; LEEP/NCE None without a source head."""
     y = np.asarray(labels)
-    f = f - f.mean(0)
-    class_means = np.zeros_like(f)
-    for k in np.unique(y):
-        class_means[y == k] = f[y == k].mean(0)
-    between = class_means.T @ class_means / len(f)
-    cov = LedoitWolf(assume_centered=True).fit(f).covariance_
-    return float(np.trace(np.linalg.pinv(cov, hermitian=True) @ between))
+    return {"logme": _logme(basis.features, y, basis.sigma, basis.eigvecs),
+            "hscore": _hscore(basis.centred, basis.cov_pinv, y),
+            "leep": None if basis.probs is None else leep(basis.probs, y),
+            "nce": None if basis.source_labels is None else nce(basis.source_labels, y)}
 
 
 def all_scores(features: np.ndarray, labels: np.ndarray, source_logits: np.ndarray | None) -> dict[str, float | None]:
     """The four scores of one (expert, task) on its training rows; LEEP/NCE None without a source head."""
-    out: dict[str, float | None] = {"logme": logme(features, labels), "hscore": hscore(features, labels),
-                                    "leep": None, "nce": None}
-    if source_logits is not None:
-        z = source_logits - source_logits.max(1, keepdims=True)
-        probs = np.exp(z) / np.exp(z).sum(1, keepdims=True)
-        out["leep"] = leep(probs, labels)
-        out["nce"] = nce(source_logits.argmax(1), labels)
-    return out
+    return basis_scores(score_basis(features, source_logits), labels)

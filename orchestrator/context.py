@@ -69,6 +69,7 @@ class SweepContext:
     _experts: OrderedDict[str, Probe] = field(default_factory=OrderedDict)
     _files: dict[str, ImageFiles | None] = field(default_factory=dict)
     _cache_indexes: dict[str, ImageCacheIndex] | None = None
+    _cache_readers: dict[str, ImageCacheReader] = field(default_factory=dict)
 
     # -- what units use -------------------------------------------------------------------------
     @property
@@ -179,13 +180,20 @@ class SweepContext:
     def image_cache(self, source: str) -> ImageCacheReader | None:
         """The committed image cache of ``source`` (None when ``input.cache`` is off or nothing is cached).
 
-        Read once per worker, when a later stage first asks: the ``image_cache`` stage runs before them."""
+        Read once per worker, when a later stage first asks: the ``image_cache`` stage runs before them. One
+        reader per source, shared by every dataset of the worker: a reader keeps its open shard files (their
+        Parquet metadata, one row group per image), and a reader per task's dataset held them once per task
+        (a group expert over 207 iNat tasks passed 13 GiB at the rehearsal's 0.02 fraction)."""
         if not self.config.input.cache:
             return None
         if self._cache_indexes is None:
             self._cache_indexes = load_cache_indexes(self.store, self.run_id)
         index = self._cache_indexes.get(source)
-        return None if index is None else ImageCacheReader(index, ShardFiles(self.store))
+        if index is None:
+            return None
+        if source not in self._cache_readers:
+            self._cache_readers[source] = ImageCacheReader(index, ShardFiles(self.store))
+        return self._cache_readers[source]
 
     @property
     def loader(self) -> LoaderSettings:

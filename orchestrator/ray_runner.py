@@ -1,9 +1,11 @@
 """The Ray runner: long-lived worker actors, one per GPU (or CPU workers where there is no GPU).
 
 The only module of the project that imports Ray. Each actor builds its worker context once (library,
-probe, an LRU of expert weights) and runs one unit at a time; the driver keeps one unit in flight per
-actor and takes results in completion order with ``ray.wait``. A worker whose process dies is
-restarted by Ray (``max_restarts=-1``); its in-flight unit comes back as ``lost_worker`` and is
+probe, an LRU of expert weights) and runs one unit at a time; the driver keeps ``UNITS_PER_WORKER`` units
+in flight per actor (the next one waits in the actor's queue, so a worker does not sit idle while its
+last result travels back and the driver commits it) and takes results in completion order with
+``ray.wait``. Each unit is still its own call, result and commit. A worker whose process dies is
+restarted by Ray (``max_restarts=-1``); its in-flight units come back as ``lost_worker`` and are
 resubmitted. Units write their own parts to the store (deterministic keys), so a unit re-run after a
 worker death rewrites the same objects.
 """
@@ -26,6 +28,7 @@ from orchestrator.units import WorkUnit
 log = logging.getLogger(__name__)
 
 RESTART_WAIT_S = 60.0  # how long a restarting worker may take before it is replaced
+UNITS_PER_WORKER = 2  # units in flight per actor: one running, one queued behind it
 
 
 @dataclass(frozen=True)
@@ -65,13 +68,14 @@ def init_ray(address: str, *, num_cpus: int | None = None, num_gpus: int | None 
 class RayRunner:
     """Spreads units over ``n_workers`` actors built from ``spec``."""
 
-    def __init__(self, spec: WorkerSpec, n_workers: int) -> None:
-        if n_workers < 1:
-            raise ValueError("a Ray runner needs at least one worker")
+    def __init__(self, spec: WorkerSpec, n_workers: int, *, units_per_worker: int = UNITS_PER_WORKER) -> None:
+        if n_workers < 1 or units_per_worker < 1:
+            raise ValueError("a Ray runner needs at least one worker and one unit per worker")
         self._spec = spec
         self._actors = [self._new_actor() for _ in range(n_workers)]
-        self._free = list(range(n_workers))
-        self._in_flight: dict[ray.ObjectRef, tuple[WorkUnit, int, float]] = {}
+        self._depth = units_per_worker
+        self._load = [0] * n_workers  # units in flight per actor slot
+        self._in_flight: dict[ray.ObjectRef, tuple[WorkUnit, int, float, Any]] = {}
 
     def _new_actor(self) -> Any:
         return SweepWorker.options(num_gpus=self._spec.num_gpus, num_cpus=self._spec.num_cpus).remote(self._spec)
@@ -82,26 +86,30 @@ class RayRunner:
 
     @property
     def capacity(self) -> int:
-        return len(self._actors)
+        return len(self._actors) * self._depth
 
     @property
     def pending(self) -> int:
         return len(self._in_flight)
 
     def submit(self, unit: WorkUnit) -> None:
-        slot = self._free.pop()
-        ref = self._actors[slot].run.remote(unit)
-        self._in_flight[ref] = (unit, slot, time.perf_counter())
+        slot = min(range(len(self._actors)), key=self._load.__getitem__)  # the least busy actor
+        actor = self._actors[slot]
+        ref = actor.run.remote(unit)
+        self._load[slot] += 1
+        self._in_flight[ref] = (unit, slot, time.perf_counter(), actor)
 
     def next_outcome(self) -> UnitOutcome:
         ready, _ = ray.wait(list(self._in_flight), num_returns=1)
         ref = ready[0]
-        unit, slot, start = self._in_flight.pop(ref)
-        self._free.append(slot)
+        unit, slot, start, actor = self._in_flight.pop(ref)
+        self._load[slot] -= 1
         try:
             keys, seconds = ray.get(ref)
         except (ActorUnavailableError, ActorDiedError, RayActorError) as exc:
-            if isinstance(exc, ActorDiedError):
+            if actor is not self._actors[slot]:
+                pass  # a unit queued on an actor already replaced (its other unit reported the loss first)
+            elif isinstance(exc, ActorDiedError):
                 log.warning("worker %d died; starting a new one", slot)
                 self._actors[slot] = self._new_actor()
             else:
@@ -135,7 +143,7 @@ class RayRunner:
         for actor in self._actors:
             ray.kill(actor, no_restart=True)
         self._actors = []
-        self._free = []
+        self._load = []
 
 
 def cluster_workers(workers: int | None, cpus_per_worker: float) -> tuple[int, float]:

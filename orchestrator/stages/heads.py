@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from experts.features import extract_features
 from experts.heads import HeadSpec, train_heads
-from experts.transferability import all_scores
+from experts.transferability import ScoreBasis, basis_scores, score_basis
 from orchestrator.schemas import HEADS_SCHEMA, versioned
 from orchestrator.units import WorkUnit
 from tasks.library import task_rows
@@ -66,8 +66,18 @@ class FitHeads(WorkUnit):
 
 def _transferability(features: np.ndarray, specs: list[HeadSpec],
                      classifier: tuple[np.ndarray, np.ndarray] | None) -> dict[str, dict[str, float | None]]:
-    """LogME, H-score, LEEP, NCE of every task on its training rows of the cached features."""
+    """LogME, H-score, LEEP, NCE of every task on its training rows of the cached features.
+
+    Consecutive tasks on the same training rows (every binary task of a source) share one ``ScoreBasis``
+    (only the last one is kept: a basis holds the source head's probabilities, rows × classes)."""
     features = features.astype(np.float64)
     logits = None if classifier is None else features @ classifier[0].T.astype(np.float64) + classifier[1]
-    return {s.task_id: all_scores(features[s.train_idx], s.targets[s.train_idx],
-                                  None if logits is None else logits[s.train_idx]) for s in specs}
+    basis: ScoreBasis | None = None
+    rows = np.empty(0, dtype=np.int64)
+    out = {}
+    for s in specs:
+        if basis is None or not np.array_equal(s.train_idx, rows):
+            rows = s.train_idx
+            basis = score_basis(features[rows], None if logits is None else logits[rows])
+        out[s.task_id] = basis_scores(basis, s.targets[rows])
+    return out

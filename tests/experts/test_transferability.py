@@ -92,3 +92,21 @@ def test_hscore_matches_its_definition_with_the_shrinkage_covariance() -> None:
     assert hscore(f, y) == pytest.approx(np.trace(np.linalg.inv(cov) @ between), rel=1e-8)
     separated = f + 5 * np.eye(4)[y]
     assert hscore(separated, y) > hscore(f, y)
+
+
+def test_scores_on_a_shared_basis_equal_the_scores_computed_alone() -> None:
+    """A heads unit scores every binary task of a source on one ScoreBasis: same numbers as one by one."""
+    from experts.transferability import all_scores, basis_scores, score_basis
+
+    rng = np.random.default_rng(4)
+    f = rng.normal(size=(80, 5))
+    logits = rng.normal(size=(80, 7))
+    basis = score_basis(f, logits)
+    for y in (rng.integers(0, 2, 80), rng.integers(0, 4, 80), (f[:, 0] > 0).astype(int)):
+        alone = {"logme": logme(f, y), "hscore": hscore(f, y), "leep": leep(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), y),
+                 "nce": nce(logits.argmax(1), y)}
+        assert basis_scores(basis, y) == pytest.approx(alone, rel=1e-10)
+        assert all_scores(f, y, logits) == pytest.approx(alone, rel=1e-10)
+    assert basis_scores(score_basis(f, None), y)["leep"] is None
+    assert nce(logits.argmax(1) - 3, 2 * y - 5) == pytest.approx(nce(logits.argmax(1), y), rel=1e-12)  # any codes
+    assert hscore(f, 2 * y) == pytest.approx(hscore(f, y), rel=1e-12)  # an empty class changes nothing

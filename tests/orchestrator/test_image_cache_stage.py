@@ -106,6 +106,9 @@ def test_later_stages_read_the_cache_and_match_the_raw_path(tmp_path, mini_roots
             torch.manual_seed(i)
             b, yb = slow[i]
             assert ya == yb and torch.equal(a, b)  # raw encoding: the very same input tensors
+    # one reader (and one set of open shard files) per source, whatever the number of task datasets
+    other = ctx.dataset(the_plan.tasks[1], "test")
+    assert other.reader is ctx.dataset(task, "train").reader is ctx.image_cache("cub200")
 
 
 @pytest.mark.usefixtures("one_thread")

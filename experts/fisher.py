@@ -37,8 +37,8 @@ budget is d_sym(half, half) / 2. With ``Task2VecConfig.independent_halves`` (the
 are independent half-runs: ``embed_task`` caches each half's features with its own augmentation
 draws, fits each half its own head, and ``FisherData`` draws each half's batches on their own and
 puts that half's head on the probe before each of its batches, so the estimate sees the head's and
-the features' noise too (BENCHMARKS.md, 2026-12-07 session 2: 0.93x the measured seed-to-seed d_sym
-on ResNet-18). Without it (``REFERENCE``) only the Fisher draws are split: the estimate misses what
+the features' noise too (BENCHMARKS.md, 2026-12-07: 0.85-0.93x the measured seed-to-seed d_sym on
+three probes). Without it (``REFERENCE``) only the Fisher draws are split: the estimate misses what
 is fixed for the run and was ~3x low. Cost: one more set of per-filter sums.
 """
 

@@ -17,9 +17,11 @@ code differs from the reference implementation; in short:
 - the head starts from zeros (reference: PyTorch's random init) and targets are drawn by inverse
   CDF over classes sorted by probability: both make the whole pipeline equivariant to a
   permutation of the labels, so permuted labels give the same embedding up to rounding;
-- the head's features come from a seeded random subset of ``max_samples`` images in shuffled,
-  nearly equal batches (reference: the first 9,920 images in dataset order, batches of 64, which
-  for a class-sorted folder normalises single-class batches in train-mode batch-norm);
+- the head's features come from a seeded random subset of ``max_samples`` images sorted by class, in
+  consecutive batches (``head_batches="class_sorted"``; reference: the first images in dataset order,
+  which for a class-sorted folder also gives train-mode batch-norm nearly single-class batches, and
+  for a task larger than ``max_samples`` drops the last classes); the head is fitted by the
+  reference's Adam steps in expectation over its draws (``head_solver="expected"``), deterministic;
 - by default (``independent_halves``) a run is two independent half-runs, each with its own feature
   pass (up to ``max_samples`` images, own augmentation draws), its own head and every other Fisher
   batch; the embedding is their mean and their distance is the row's ``noise`` estimate;
@@ -54,16 +56,17 @@ __all__ = [
     "register_estimator",
 ]
 
-HeadSolver = Literal["sampled", "full_batch"]
+HeadSolver = Literal["sampled", "full_batch", "expected"]
 
 
 
 @dataclass(frozen=True)
 class Task2VecConfig:
     """Settings. ``REFERENCE`` (below) is the reference's (awslabs/aws-cv-task2vec) exactly; the defaults
-    differ in four fields, chosen by the end-to-end benchmark (docs/task2vec.md, "Defaults"):
-    ``head_solver="full_batch"``, ``fisher_sampling="stratified"``, a smaller ``fisher_samples`` and
-    ``augmentation`` (the input transform, which the caller's dataset applies)."""
+    differ in six fields, chosen by the end-to-end benchmark (docs/task2vec.md, "Defaults"):
+    ``head_solver="expected"``, ``head_batches="class_sorted"``, ``independent_halves``,
+    ``fisher_sampling="stratified"``, a smaller ``fisher_samples`` and ``augmentation`` (the input
+    transform, which the caller's dataset applies)."""
 
     max_samples: int = 10_000  # images whose features train the head (and, with skip_layers, feed the Fisher)
     batch_size: int = 64
@@ -71,20 +74,21 @@ class Task2VecConfig:
     head_samples_per_epoch: int = 10_000  # class-balanced draws with replacement per head "epoch"
     head_lr: float = 4e-4
     head_wd: float = 1e-4
-    # sampled: Adam on class-balanced draws (reference); full_batch: the same Adam steps on the
-    # class-weighted loss over every cached feature (the draws' expectation, deterministic)
-    head_solver: HeadSolver = "full_batch"
-    # the head's feature pass: shuffled (a seeded random subset in shuffled batches) or dataset_order (the
-    # reference's: the first max_samples images in consecutive batches, single-class batches for a sorted task)
-    head_batches: Literal["shuffled", "dataset_order"] = "shuffled"
-    fisher_samples: int = 1_536  # class-balanced draws for the Fisher (reference: 10,000 = 156 batches of 64)
+    # sampled: Adam on class-balanced draws (reference); expected: the sampled steps in expectation (Adam fed the
+    # class-weighted full-batch gradient and, in its second moment, the draws' variance: deterministic);
+    # full_batch: Adam on the full-batch loss (deterministic, but longer steps than the reference's)
+    head_solver: HeadSolver = "expected"
+    # the head's feature pass (train-mode batch-norm): class_sorted (a seeded random subset sorted by class, in
+    # consecutive batches: nearly single-class batches, as the reference gives an image folder), dataset_order
+    # (the reference's: the first max_samples images in consecutive batches) or shuffled (mixed batches)
+    head_batches: Literal["class_sorted", "dataset_order", "shuffled"] = "class_sorted"
+    fisher_samples: int = 2_048  # class-balanced draws for the Fisher (reference: 10,000 = 156 batches of 64)
     # replacement: independent class-balanced draws (reference); stratified: every class equally
     # often, each class's images in turn (without replacement, reshuffled per pass), batches shuffled
     fisher_sampling: Literal["replacement", "stratified"] = "stratified"
     # two independent half-runs (features with their own augmentation draws, head, half the Fisher draws),
-    # averaged; their difference is the row's noise estimate (Monte-Carlo estimators; variational: one head).
-    # Off by default until the science check says it does not hurt expert selection (docs/task2vec.md)
-    independent_halves: bool = False
+    # averaged; their difference is the row's noise estimate (Monte-Carlo estimators; variational: one head)
+    independent_halves: bool = True
     bn_mode: BnMode = "train"  # batch-norm statistics: batch (with gradient) / batch (constant) / running
     skip_layers: int = 0  # stages run once and cached; their filters are NaN in the embedding
     targets_per_forward: int = 1  # montecarlo: target draws (backward passes) per forward; budget counts draws
@@ -103,12 +107,12 @@ class Task2VecConfig:
     def __post_init__(self) -> None:
         if check_precision(self.precision) == "fp16":
             raise ValueError("precision fp16 would underflow the Fisher's squared gradients: use bf16 or fp32")
-        if self.head_solver not in ("sampled", "full_batch"):
-            raise ValueError(f"head_solver must be sampled or full_batch, not {self.head_solver!r}")
+        if self.head_solver not in ("sampled", "full_batch", "expected"):
+            raise ValueError(f"head_solver must be sampled, full_batch or expected, not {self.head_solver!r}")
         if self.fisher_sampling not in ("replacement", "stratified"):
             raise ValueError(f"fisher_sampling must be replacement or stratified, not {self.fisher_sampling!r}")
-        if self.head_batches not in ("shuffled", "dataset_order"):
-            raise ValueError(f"head_batches must be shuffled or dataset_order, not {self.head_batches!r}")
+        if self.head_batches not in ("class_sorted", "dataset_order", "shuffled"):
+            raise ValueError(f"head_batches must be class_sorted, dataset_order or shuffled, not {self.head_batches!r}")
         if self.augmentation not in ("crop", "random_resized_crop"):
             raise ValueError(f"augmentation must be crop or random_resized_crop, not {self.augmentation!r}")
         if self.bn_mode not in ("train", "batch_detached", "eval"):
@@ -124,7 +128,7 @@ class Task2VecConfig:
 
 
 REFERENCE = Task2VecConfig(head_solver="sampled", fisher_samples=10_000, fisher_sampling="replacement",
-                           augmentation="random_resized_crop")
+                           augmentation="random_resized_crop", head_batches="dataset_order", independent_halves=False)
 """The reference's settings exactly (its ``Task2Vec.embed`` defaults), for those who need its numbers."""
 
 
@@ -329,6 +333,52 @@ def _part(progress: Progress | None, index: int, parts: int) -> Progress | None:
     return report
 
 
+def _fit_head_expected(
+    head: nn.Linear, features: torch.Tensor, labels: torch.Tensor, *, config: Task2VecConfig,
+    progress: Progress | None = None,
+) -> None:
+    """``head_solver="expected"``: the reference's Adam steps in expectation over its draws, deterministic.
+
+    A step of the sampled solver uses the mean gradient of ``batch_size`` class-balanced draws with
+    replacement: its expectation is the class-weighted full-batch gradient G, its variance the
+    per-sample gradients' weighted variance over ``batch_size``. Adam's first moment averages the
+    gradients (expectation G); its second moment averages their squares, whose expectation is
+    G**2 + variance, not G**2: where the signal is weak against the sampling noise the reference's
+    steps are short. So the first moment is fed G and the second G**2 + variance / batch_size (both
+    exact: a linear head's per-sample gradient is (p - onehot) x [features, 1]); everything else is
+    ``torch.optim.Adam``'s (betas 0.9, 0.999, eps 1e-8, bias correction, L2 weight decay added to the
+    gradient, whose draws do not vary). ``full_batch`` feeds G**2 instead and takes longer steps than the
+    reference would: a more confident head and a larger Fisher."""
+    steps = config.head_samples_per_epoch // config.batch_size
+    total = steps * config.head_epochs
+    np_labels = labels.cpu().numpy()
+    w = torch.as_tensor(1.0 / np.bincount(np_labels)[np_labels], dtype=features.dtype, device=features.device)
+    w = (w / w.sum())[:, None]
+    onehot = F.one_hot(labels, head.out_features).to(features.dtype)
+    sq_feats = features.square()
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    params = [head.weight, head.bias]
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    if progress:
+        progress("head", 0, total)
+    with torch.no_grad(), _one_cpu_thread(features.device):
+        for t in range(1, total + 1):
+            r = torch.softmax(head(features), dim=1) - onehot  # per-sample d loss / d logits
+            wr = w * r
+            grads = [wr.T @ features, wr.sum(0)]
+            second = [(w * r.square()).T @ sq_feats, (w * r.square()).sum(0)]  # E over draws of per-sample g**2
+            for p, g, g2, m_, v_ in zip(params, grads, second, m, v):
+                var = (g2 - g.square()).clamp_min(0) / config.batch_size
+                g = g + config.head_wd * p
+                m_.mul_(beta1).add_(g, alpha=1 - beta1)
+                v_.mul_(beta2).add_(g.square() + var, alpha=1 - beta2)
+                denom = (v_ / (1 - beta2 ** t)).sqrt().add_(eps)
+                p.addcdiv_(m_, denom, value=-config.head_lr / (1 - beta1 ** t))
+            if progress and t % steps == 0:
+                progress("head", t, total)
+
+
 def fit_head(
     head: nn.Linear, features: torch.Tensor, labels: torch.Tensor, *, config: Task2VecConfig,
     generator: torch.Generator, progress: Progress | None = None,
@@ -337,8 +387,12 @@ def fit_head(
 
     ``sampled``: each step on a batch of class-balanced draws with replacement (the reference).
     ``full_batch``: each step on the class-weighted loss over all features, i.e. the expectation of
-    the sampled loss: deterministic, so the head adds no seed-to-seed noise to the embedding.
+    the sampled loss: deterministic, so the head adds no seed-to-seed noise to the embedding, but Adam
+    then takes longer steps than on the draws. ``expected`` (``_fit_head_expected``): deterministic and
+    the sampled steps in expectation.
     """
+    if config.head_solver == "expected":
+        return _fit_head_expected(head, features, labels, config=config, progress=progress)
     opt = torch.optim.Adam(head.parameters(), lr=config.head_lr, weight_decay=config.head_wd)
     steps = config.head_samples_per_epoch // config.batch_size
     total = steps * config.head_epochs

@@ -176,9 +176,12 @@ def cache_features(
 ) -> tuple[torch.Tensor, np.ndarray, torch.Tensor | None, tuple[np.ndarray, np.ndarray] | None]:
     """Penultimate features of up to ``max_samples`` images; stage-``skip_layers`` inputs too if asked.
 
-    ``config.head_batches``: ``shuffled``, a seeded random subset in shuffled, nearly equal batches;
-    ``dataset_order``, the first ``max_samples`` images in consecutive batches (the reference's: for a
-    class-sorted dataset, train-mode batch-norm then normalises nearly single-class batches).
+    ``config.head_batches``: ``class_sorted``, a seeded random subset of ``max_samples`` images grouped by
+    class (classes in order of first appearance) in consecutive batches, whatever the dataset's order
+    (what the reference does to a class-sorted dataset such as an image folder: train-mode batch-norm
+    normalises nearly single-class batches);
+    ``dataset_order``, the first ``max_samples`` images in consecutive batches (the reference's exactly);
+    ``shuffled``, a seeded random subset in shuffled, nearly equal batches.
 
     Returns (features, their labels, the stage inputs or None, the halves or None). With ``split``,
     two independent sets of rows, each a seeded random subset of up to ``max_samples`` images with its
@@ -186,8 +189,13 @@ def cache_features(
     in both, augmented twice): the halves are the row ranges of each set.
     """
     n_sets = 2 if split else 1
-    if config.head_batches == "dataset_order":  # the reference's: the first images, consecutive batches
-        sets = [np.arange(min(len(labels), config.max_samples)) for _ in range(n_sets)]
+    if config.head_batches in ("dataset_order", "class_sorted"):  # consecutive batches, the last one partial
+        if config.head_batches == "dataset_order":  # the reference's: the first images
+            sets = [np.arange(min(len(labels), config.max_samples)) for _ in range(n_sets)]
+        else:  # a seeded random subset grouped by class, classes in order of first appearance in it, images in
+            # random order within a class: relabelling the classes leaves the batches unchanged
+            subsets = [torch.randperm(len(labels), generator=gen)[:config.max_samples].numpy() for _ in range(n_sets)]
+            sets = [s[np.argsort(_first_seen_rank(labels[s]), kind="stable")] for s in subsets]
         batches = [order[i:i + config.batch_size] for order in sets for i in range(0, len(order), config.batch_size)]
     else:
         sets = [torch.randperm(len(labels), generator=gen)[:config.max_samples].numpy() for _ in range(n_sets)]
@@ -208,6 +216,14 @@ def cache_features(
         progress("features", len(batches), len(batches))
     halves = (np.arange(len(sets[0])), np.arange(len(sets[0]), len(sets[0]) + len(sets[1]))) if split else None
     return torch.cat(feats), labels[np.concatenate(sets)], (torch.cat(pool) if pool else None), halves
+
+
+def _first_seen_rank(cls: np.ndarray) -> np.ndarray:
+    """For each entry, the rank of its class by first appearance in ``cls``."""
+    uniq, first = np.unique(cls, return_index=True)
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(uniq))
+    return rank[np.searchsorted(uniq, cls)]
 
 
 def fisher_data(

@@ -135,8 +135,10 @@ class EmbeddingsConfig(_Section):
     domain: bool = True
     max_samples: int = Field(_TASK2VEC.max_samples, ge=1)
     fisher_samples: int | None = Field(_TASK2VEC.fisher_samples, ge=1, description="Fisher draws; null: max_samples")
-    head_solver: Literal["sampled", "full_batch"] = Field(
-        _TASK2VEC.head_solver, description="linear head: full_batch (deterministic) or sampled (the reference's draws)")
+    head_solver: Literal["sampled", "full_batch", "expected"] = Field(
+        _TASK2VEC.head_solver,
+        description="linear head: expected (the reference's Adam steps in expectation, deterministic), full_batch "
+                    "(Adam on the full-batch loss, deterministic) or sampled (the reference's draws)")
     fisher_sampling: Literal["replacement", "stratified"] = Field(
         _TASK2VEC.fisher_sampling,
         description="Fisher draws: stratified (each image in turn) or replacement (the reference's)")

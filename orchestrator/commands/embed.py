@@ -26,11 +26,12 @@ from orchestrator.schemas import EMBEDDINGS_SCHEMA, versioned
 @click.option("--seed", default=0, show_default=True)
 @click.option("--max-samples", default=10_000, show_default=True, type=click.IntRange(min=1), help="At most this many training images.")
 @click.option("--fisher-samples", type=click.IntRange(min=1), default=None,
-              help="Class-balanced draws for the Fisher [default: 1,536; with --reference 10,000]. "
+              help="Class-balanced draws for the Fisher [default: 2,048; with --reference 10,000]. "
                    "Fewer is faster and noisier: the row's noise column says how noisy.")
 @click.option("--reference", "reference", is_flag=True,
-              help="The reference implementation's settings exactly (its RandomResizedCrop input, one head by sampled "
-                   "Adam, 10,000 Fisher draws with replacement; the Fisher alone costs ~4x the default's), for "
+              help="The reference implementation's settings exactly (its RandomResizedCrop input, the head's features "
+                   "in dataset order, one head by sampled Adam, 10,000 Fisher draws with replacement; the Fisher alone "
+                   "costs ~5x the default's), for "
                    "comparisons with its numbers. Its noise column sees the Fisher draws only (a lower bound).")
 @click.option("--image-size", default=224, show_default=True, type=click.IntRange(16, 1024))
 @device_option

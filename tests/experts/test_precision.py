@@ -40,14 +40,16 @@ def test_fisher_embedding_in_bf16_matches_float32(problem, method: str) -> None:
     probe = create_backbone("tiny_resnet", seed=0)
     emb = {}
     for precision in ("fp32", "bf16"):
-        config = Task2VecConfig(batch_size=16, fisher_samples=512, max_samples=128, head_epochs=2,
+        # 2,048 draws: a label drawn from the head's softmax can flip between the two precisions, and with the
+        # defaults' unconfident (reference-like) head and half-runs at 512 draws those flips alone reach 16 % at q95
+        config = Task2VecConfig(batch_size=16, fisher_samples=2048, max_samples=128, head_epochs=2,
                                 head_samples_per_epoch=256, precision=precision)
         emb[precision] = embed_task(train, probe, method=method, config=config, seed=0)
     a, b = (emb[p].hessian.astype(np.float64) for p in ("fp32", "bf16"))
     relative = np.abs(b - a) / np.abs(a)
     assert emb["bf16"].meta["precision"] == "bf16"
     assert _cosine(a, b) >= 0.999
-    assert np.median(relative) < 0.03 and np.quantile(relative, 0.95) < 0.15  # measured: <= 1.5 %, <= 7.6 %
+    assert np.median(relative) < 0.03 and np.quantile(relative, 0.95) < 0.15  # measured (montecarlo): 2.0 %, 7.5 %
 
 
 def test_expert_test_error_in_bf16_within_half_a_point(problem) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
 from experts.backbones import create_backbone
@@ -27,12 +28,16 @@ def test_reference_preset_is_the_reference_and_defaults_differ_only_where_docume
         64, 10, 10_000, "train")
     fields = {f.name for f in dataclasses.fields(Task2VecConfig)}
     differ = {f for f in fields if getattr(REFERENCE, f) != getattr(Task2VecConfig(), f)}
-    assert differ == {"head_solver", "fisher_samples", "fisher_sampling", "augmentation"}
+    assert differ == {"head_solver", "fisher_samples", "fisher_sampling", "augmentation", "head_batches",
+                      "independent_halves"}
     assert REFERENCE.augmentation == "random_resized_crop" and not REFERENCE.independent_halves
+    assert REFERENCE.head_batches == "dataset_order"
     with pytest.raises(ValueError, match="head_solver"):
         Task2VecConfig(head_solver="lbfgs")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="fisher_sampling"):
         Task2VecConfig(fisher_sampling="sobol")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="head_batches"):
+        Task2VecConfig(head_batches="random")  # type: ignore[arg-type]
 
 
 def test_stratified_draws_balance_classes_and_images_and_ignore_label_names() -> None:
@@ -62,6 +67,37 @@ def test_full_batch_head_is_deterministic_and_sampled_is_not() -> None:
     assert torch.equal(heads["full_batch", 0], heads["full_batch", 1])
     assert not torch.equal(heads["sampled", 0], heads["sampled", 1])
     assert heads["full_batch", 0].abs().sum() > 0  # it moved
+
+
+def _fit(feats: torch.Tensor, labels: torch.Tensor, config: Task2VecConfig, seed: int = 0) -> torch.Tensor:
+    head = nn.Linear(feats.shape[1], int(labels.max()) + 1)
+    nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
+    fit_head(head, feats, labels, config=config, generator=torch.Generator().manual_seed(seed))
+    return torch.cat([head.weight.detach(), head.bias.detach()[:, None]], 1)
+
+
+def test_expected_head_takes_the_sampled_steps_in_expectation() -> None:
+    """``expected`` is Adam fed the full-batch gradient and, in its second moment, the draws' variance: with no
+    variance (huge batches) it is ``full_batch``; at batch 64 it ends where the sampled heads end on
+    average, not at the longer-stepping full-batch head."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(300) % 3
+    feats = torch.randn(300, 32, generator=g)
+    feats[:, :3] += 0.3 * F.one_hot(labels, 3)  # a weak signal: the sampled steps are noise-dominated
+    config = Task2VecConfig(head_epochs=3)
+    huge = 10**9
+    no_variance = dataclasses.replace(config, head_solver="expected", batch_size=huge, fisher_samples=huge,
+                                      head_samples_per_epoch=config.head_samples_per_epoch // 64 * huge)
+    full = _fit(feats, labels, dataclasses.replace(config, head_solver="full_batch"))
+    assert (_fit(feats, labels, no_variance) - full).norm() < 0.01 * full.norm()
+    expected = _fit(feats, labels, dataclasses.replace(config, head_solver="expected"))
+    assert torch.equal(expected, _fit(feats, labels, dataclasses.replace(config, head_solver="expected"), seed=1))
+    sampled = torch.stack([_fit(feats, labels, dataclasses.replace(config, head_solver="sampled"), seed=s)
+                           for s in range(4)])
+    sampled_norm = sampled.norm(dim=(1, 2)).mean()
+    assert abs(expected.norm() - sampled_norm) < 0.3 * abs(full.norm() - sampled_norm), (
+        expected.norm(), full.norm(), sampled_norm)
+    assert (expected - sampled.mean(0)).norm() < (full - sampled.mean(0)).norm()
 
 
 def _task(n: int = 48, seed: int = 0) -> TensorDataset:
@@ -96,12 +132,12 @@ def test_independent_halves_are_two_half_runs_with_their_own_features_heads_and_
         base = _task(n)
         return Noisy(*base.tensors)
 
-    split = dataclasses.replace(SMALL, independent_halves=True)
+    split = SMALL  # the default
     halves = embed_task(augmenting(), probe, config=split, seed=0)
     assert sorted(seen[:48]) == sorted(list(range(24)) * 2)  # the feature pass: every image, twice
     assert halves.meta["independent_halves"] and halves.meta["n_head_samples"] == 24
     seen.clear()
-    one = embed_task(augmenting(), probe, config=SMALL, seed=0)
+    one = embed_task(augmenting(), probe, config=dataclasses.replace(SMALL, independent_halves=False), seed=0)
     assert sorted(seen[:24]) == list(range(24)) and not one.meta["independent_halves"]
     assert halves.noise is not None and one.noise is not None
     assert not np.allclose(halves.hessian, one.hessian)
@@ -149,3 +185,25 @@ def test_split_noise_and_noise_floor() -> None:
     above = above_noise_floor(d, floor)
     assert above.dtype == bool and above[0, 1] and not above[0, 0] and not above[0, 2]  # NaN floor: no claim
     assert not above_noise_floor(d, floor, factor=3.0)[0, 1]
+
+
+@pytest.mark.parametrize("mode", ["class_sorted", "dataset_order", "shuffled"])
+def test_head_feature_batches(mode: str) -> None:
+    """class_sorted: a random subset grouped by class whatever the dataset's order (nearly single-class batches
+    in train-mode batch-norm, as the reference gives a class-sorted folder); dataset_order: the first images;
+    shuffled: mixed batches."""
+    from experts.task2vec_data import cache_features
+
+    probe = create_backbone("tiny_resnet", weights="random", seed=0)
+    labels = np.arange(40) % 4  # interleaved classes: dataset order is not class order
+    data = TensorDataset(torch.randn(40, 3, 16, 16), torch.as_tensor(labels))
+    config = dataclasses.replace(SMALL, head_batches=mode, max_samples=24)
+    _, got, _, _ = cache_features(probe, data, labels, config, torch.device("cpu"), torch.Generator().manual_seed(0))
+    again = cache_features(probe, data, labels, config, torch.device("cpu"), torch.Generator().manual_seed(1))[1]
+    assert len(got) == 24
+    if mode == "class_sorted":
+        assert np.count_nonzero(np.diff(got)) == 3 and len(set(got)) == 4  # four runs, one per class
+    elif mode == "dataset_order":
+        assert np.array_equal(got, labels[:24]) and np.array_equal(again, got)
+    else:
+        assert np.any(np.diff(got) < 0)

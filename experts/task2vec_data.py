@@ -188,19 +188,7 @@ def cache_features(
     own augmentation draws, in batches of its own (every image of a task under ``max_samples`` appears
     in both, augmented twice): the halves are the row ranges of each set.
     """
-    n_sets = 2 if split else 1
-    if config.head_batches in ("dataset_order", "class_sorted"):  # consecutive batches, the last one partial
-        if config.head_batches == "dataset_order":  # the reference's: the first images
-            sets = [np.arange(min(len(labels), config.max_samples)) for _ in range(n_sets)]
-        else:  # a seeded random subset grouped by class, classes in order of first appearance in it, images in
-            # random order within a class: relabelling the classes leaves the batches unchanged
-            subsets = [torch.randperm(len(labels), generator=gen)[:config.max_samples].numpy() for _ in range(n_sets)]
-            sets = [s[np.argsort(_first_seen_rank(labels[s]), kind="stable")] for s in subsets]
-        batches = [order[i:i + config.batch_size] for order in sets for i in range(0, len(order), config.batch_size)]
-    else:
-        sets = [torch.randperm(len(labels), generator=gen)[:config.max_samples].numpy() for _ in range(n_sets)]
-        # nearly equal batch sizes: never a tiny last batch in train-mode batch-norm
-        batches = [b for order in sets for b in np.array_split(order, -(-len(order) // config.batch_size))]
+    sets, batches = head_feature_batches(labels, config, gen, 2 if split else 1)
     feats, pool = [], []
     with torch.no_grad(), norm_mode(net, config.bn_mode):
         for done, (x, _) in enumerate(_loader(dataset, batches, config, gen), 1):
@@ -216,6 +204,33 @@ def cache_features(
         progress("features", len(batches), len(batches))
     halves = (np.arange(len(sets[0])), np.arange(len(sets[0]), len(sets[0]) + len(sets[1]))) if split else None
     return torch.cat(feats), labels[np.concatenate(sets)], (torch.cat(pool) if pool else None), halves
+
+
+def head_feature_batches(
+    labels: np.ndarray, config: Task2VecConfig, gen: torch.Generator, n_sets: int = 1,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The head's feature pass per ``config.head_batches``: ``n_sets`` index sets and their batches, in order.
+
+    Consecutive batches (``class_sorted``, ``dataset_order``): a last batch under half a batch joins the
+    one before (the reference would normalise it alone in train-mode batch-norm, and a batch of one
+    fails there); ``shuffled``: nearly equal batch sizes.
+    """
+    if config.head_batches == "shuffled":
+        sets = [torch.randperm(len(labels), generator=gen)[:config.max_samples].numpy() for _ in range(n_sets)]
+        return sets, [b for order in sets for b in np.array_split(order, -(-len(order) // config.batch_size))]
+    if config.head_batches == "dataset_order":  # the reference's: the first images
+        sets = [np.arange(min(len(labels), config.max_samples)) for _ in range(n_sets)]
+    else:  # a seeded random subset grouped by class, classes in order of first appearance in it, images in
+        # random order within a class: relabelling the classes leaves the batches unchanged
+        subsets = [torch.randperm(len(labels), generator=gen)[:config.max_samples].numpy() for _ in range(n_sets)]
+        sets = [s[np.argsort(_first_seen_rank(labels[s]), kind="stable")] for s in subsets]
+    batches = []
+    for order in sets:
+        runs = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+        if len(runs) > 1 and len(runs[-1]) < config.batch_size / 2:
+            runs[-2:] = [np.concatenate(runs[-2:])]
+        batches += runs
+    return sets, batches
 
 
 def _first_seen_rank(cls: np.ndarray) -> np.ndarray:

@@ -192,7 +192,7 @@ def test_head_feature_batches(mode: str) -> None:
     """class_sorted: a random subset grouped by class whatever the dataset's order (nearly single-class batches
     in train-mode batch-norm, as the reference gives a class-sorted folder); dataset_order: the first images;
     shuffled: mixed batches."""
-    from experts.task2vec_data import cache_features
+    from experts.task2vec_data import cache_features, head_feature_batches
 
     probe = create_backbone("tiny_resnet", weights="random", seed=0)
     labels = np.arange(40) % 4  # interleaved classes: dataset order is not class order
@@ -207,3 +207,8 @@ def test_head_feature_batches(mode: str) -> None:
         assert np.array_equal(got, labels[:24]) and np.array_equal(again, got)
     else:
         assert np.any(np.diff(got) < 0)
+    for n, sizes in ((27, [8, 8, 11]), (28, [8, 8, 8, 4]), (40, [8] * 5)):  # a last batch under 4 joins the one before
+        _, batches = head_feature_batches(labels, dataclasses.replace(config, max_samples=n, batch_size=8),
+                                          torch.Generator().manual_seed(0))
+        expected = sizes if mode != "shuffled" else [len(b) for b in np.array_split(np.arange(n), -(-n // 8))]
+        assert [len(b) for b in batches] == expected

@@ -120,9 +120,9 @@ def _fit_head_expected(
     with torch.no_grad(), _one_cpu_thread(features.device):
         for t in range(1, total + 1):
             r = torch.softmax(head(features), dim=1) - onehot  # per-sample d loss / d logits
-            wr = w * r
+            wr, wr2 = w * r, w * r.square()
             grads = [wr.T @ features, wr.sum(0)]
-            second = [(w * r.square()).T @ sq_feats, (w * r.square()).sum(0)]  # E over draws of per-sample g**2
+            second = [wr2.T @ sq_feats, wr2.sum(0)]  # E over draws of per-sample g**2
             for p, g, g2, m_, v_ in zip(params, grads, second, m, v):
                 var = (g2 - g.square()).clamp_min(0) / config.batch_size
                 g = g + config.head_wd * p

@@ -100,14 +100,12 @@ def estimate(the_plan: Plan, config: SweepConfig) -> dict[str, dict[str, float]]
             out["experts"]["finetune"] += sum(t.n_train for t in members) * config.experts.epochs
             out["experts"]["features"] += sum(t.n_train + t.n_test for t in members)  # the error measurements
     out["heads"]["features"] = heads_images(the_plan.stages.get("heads", []), tasks)
-    emb = config.embeddings
+    t2v = config.embeddings.task2vec_config()  # one for the run: built once, not per unit
     for unit in the_plan.stages.get("embeddings", []):
         if isinstance(unit, EmbedTask):
-            fisher = emb.task2vec_config().fisher_samples
             epochs = 2 if unit.method == "variational" else 1
-            n_train = tasks[unit.task_id].n_train
-            out["embeddings"]["features"] += feature_rows(n_train, emb.task2vec_config(), unit.method)
-            out["embeddings"]["fisher"] += fisher * epochs
+            out["embeddings"]["features"] += feature_rows(tasks[unit.task_id].n_train, t2v, unit.method)
+            out["embeddings"]["fisher"] += t2v.fisher_samples * epochs
         elif isinstance(unit, EmbedDomain):
             out["embeddings"]["features"] += max(tasks[t].n_train for t in unit.task_ids)
     for stage in ("transfer_init", "transfer"):
